@@ -1,0 +1,1 @@
+"""Offline trainer for the slimmable network (PyTorch). Installed as slimseg_ros.training."""
