@@ -1,0 +1,5 @@
+"""Loss terms. Importing this package registers every family (one module per family)."""
+
+from slimseg_ros.training.losses.registry import LOSSES, LossContext, WeightedLoss, build_loss, register
+
+__all__ = ["LOSSES", "LossContext", "WeightedLoss", "build_loss", "register"]

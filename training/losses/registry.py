@@ -1,0 +1,84 @@
+"""Loss registry: every loss term is a small nn.Module registered by name and built from config.
+
+A term reads what it needs from a `LossContext` (student outputs at one width, the teacher's outputs, labels,
+boundary maps, extra teachers), so SlimSeg, Knowledge Adaptation and MGD terms compose in one weighted sum:
+
+    loss:
+      terms:
+        - {name: ce, weight: 1.0}
+        - {name: kd, weight: 1.0, temperature: 1.0}
+
+YAML keys other than `name` and `weight` map one-to-one onto the term's constructor arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+LOSSES: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: make a loss term buildable from config under `name`."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in LOSSES:
+            raise KeyError(f"loss already registered: {name}")
+        LOSSES[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return deco
+
+
+def build_loss(name: str, **kwargs: Any) -> nn.Module:
+    """Build one registered term; unknown names fail with the list of known ones."""
+    if name not in LOSSES:
+        raise KeyError(f"loss not registered: {name}; known: {', '.join(sorted(LOSSES))}")
+    return LOSSES[name](**kwargs)
+
+
+@dataclass
+class LossContext:
+    """Everything a term may need for one width on one batch.
+
+    `student` / `teacher` are the dicts returned by `model(x, aux=True)` (keys: logits, boundary, feat,
+    logits_lr); `teacher` is None for the widest width in SlimSeg (it learns from labels only).
+    `extra` carries outputs of other frozen networks (KA autoencoder codes, MGD teachers) by name.
+    """
+
+    student: dict[str, torch.Tensor]
+    target: torch.Tensor | None  # [N,H,W] long, ignore_index for void/unlabelled
+    width: float
+    is_widest: bool
+    teacher: dict[str, torch.Tensor] | None = None
+    boundary_gt: torch.Tensor | None = None  # [N,H,W] float {0,1}, ignore pixels = 0
+    ignore_index: int = 255
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class WeightedLoss(nn.Module):
+    """Weighted sum of named terms; returns the total and each weighted term for logging."""
+
+    def __init__(self, terms: Iterable[dict[str, Any]]) -> None:
+        super().__init__()
+        specs = [dict(t) for t in terms]
+        self.weights: list[float] = [float(s.pop("weight", 1.0)) for s in specs]
+        self.names: list[str] = [s["name"] for s in specs]
+        self.terms = nn.ModuleList(build_loss(s.pop("name"), **s) for s in specs)
+
+    def forward(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
+        total = ctx.student["logits"].new_zeros(())
+        parts: dict[str, float] = {}
+        for name, weight, term in zip(self.names, self.weights, self.terms, strict=True):
+            value = term(ctx)
+            if value is None:  # a term that does not apply to this width (e.g. KD at the widest)
+                continue
+            total = total + weight * value
+            parts[name] = parts.get(name, 0.0) + float(weight * value.detach())
+        return total, parts
