@@ -8,7 +8,9 @@ boundary maps, extra teachers), so SlimSeg, Knowledge Adaptation and MGD terms c
         - {name: ce, weight: 1.0}
         - {name: kd, weight: 1.0, temperature: 1.0}
 
-YAML keys other than `name` and `weight` map one-to-one onto the term's constructor arguments.
+YAML keys other than `name`, `weight` and `on` map one-to-one onto the term's constructor arguments.
+`on` (optional, default `all`) limits a term to the widest width (`widest`) or to the narrower ones
+(`narrower`), e.g. a smaller CE weight next to KD for the narrower widths.
 """
 
 from __future__ import annotations
@@ -70,12 +72,18 @@ class WeightedLoss(nn.Module):
         specs = [dict(t) for t in terms]
         self.weights: list[float] = [float(s.pop("weight", 1.0)) for s in specs]
         self.names: list[str] = [s["name"] for s in specs]
+        self.on: list[str] = [str(s.pop("on", "all")) for s in specs]
+        for name, on in zip(self.names, self.on, strict=True):
+            if on not in ("all", "widest", "narrower"):
+                raise ValueError(f"loss term {name}: on must be all|widest|narrower, got {on!r}")
         self.terms = nn.ModuleList(build_loss(s.pop("name"), **s) for s in specs)
 
     def forward(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
         total = ctx.student["logits"].new_zeros(())
         parts: dict[str, float] = {}
-        for name, weight, term in zip(self.names, self.weights, self.terms, strict=True):
+        for name, weight, on, term in zip(self.names, self.weights, self.on, self.terms, strict=True):
+            if (on == "widest" and not ctx.is_widest) or (on == "narrower" and ctx.is_widest):
+                continue
             value = term(ctx)
             if value is None:  # a term that does not apply to this width (e.g. KD at the widest)
                 continue
