@@ -102,6 +102,11 @@ def _is_unknown(value: float | None) -> bool:
         return True
 
 
+def _pct(fraction: float) -> str:
+    """Battery as a percentage rounded down, so 0.59999 never prints as the 60% it is below."""
+    return f"{math.floor(fraction * 1000.0 + 1e-9) / 10.0:g}%"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000.0:.1f} ms"
 
@@ -255,22 +260,22 @@ class BatteryPolicy(WidthPolicy):
         if low < cur:
             return self._decide(
                 self.widths[low],
-                f"battery {b:.0%} below {self.thresholds[cur - 1]:.0%}: width {self._width:g} -> "
-                f"{self.widths[low]:g}",
+                f"battery {_pct(b)} below {_pct(self.thresholds[cur - 1])} "
+                f"(needed for width {self._width:g}): width {self._width:g} -> {self.widths[low]:g}",
             )
         up = self.allowed_index(b, self.hysteresis)
         if up > cur:
             return self._decide(
                 self.widths[up],
-                f"battery {b:.0%} reached {self.thresholds[up - 1]:.0%} + {self.hysteresis:.0%} hysteresis: "
-                f"width {self._width:g} -> {self.widths[up]:g}",
+                f"battery {_pct(b)} reached {_pct(self.thresholds[up - 1])} + "
+                f"{_pct(self.hysteresis)} hysteresis: width {self._width:g} -> {self.widths[up]:g}",
             )
         if cur + 1 < len(self.widths):
             need = self.thresholds[cur] + self.hysteresis
             return self._decide(
-                self._width, f"battery {b:.0%}: width {self._width:g} (next up at {need:.0%})"
+                self._width, f"battery {_pct(b)}: width {self._width:g} (next up at {_pct(need)})"
             )
-        return self._decide(self._width, f"battery {b:.0%}: widest width {self._width:g}")
+        return self._decide(self._width, f"battery {_pct(b)}: widest width {self._width:g}")
 
 
 class FpsPolicy(WidthPolicy):
@@ -300,6 +305,8 @@ class FpsPolicy(WidthPolicy):
     ) -> None:
         super().__init__(widths)
         self.target_fps = _check_number("target_fps", target_fps, 0.0, 1000.0, low_open=True)
+        if isinstance(window, float) and window.is_integer():
+            window = int(window)  # YAML/ROS may hand over 5.0
         if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 100:
             raise ValueError(f"window must be an integer number of frames in [1, 100], got {window!r}")
         self.window = window
@@ -387,6 +394,8 @@ class FpsPolicy(WidthPolicy):
             return
         lo, hi = sorted((prev, self._width))
         ratio = lat_now / prev_lat if self._width == hi else prev_lat / lat_now
+        # A load change coinciding with the switch can make the wider width look faster; it never is.
+        ratio = max(ratio, 1.0)
         old = self._ratios.get((lo, hi))
         self._ratios[(lo, hi)] = ratio if old is None else 0.5 * (old + ratio)
 
@@ -516,7 +525,7 @@ class BudgetPolicy(WidthPolicy):
         f = self.fps.update(obs, cap=b.width)
         width = min(b.width, f.width)
         binding = "battery" if b.width <= f.width and b.width < self.widths[-1] else "fps"
-        return self._decide(width, f"{binding} limits: battery: {b.reason}; fps: {f.reason}")
+        return self._decide(width, f"width {width:g} set by {binding} (battery: {b.reason}; fps: {f.reason})")
 
 
 POLICIES: dict[str, type[WidthPolicy]] = {
