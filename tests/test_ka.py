@@ -1,0 +1,135 @@
+"""Knowledge Adaptation: autoencoder stage, adaptation and affinity terms, adapters, frozen teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from slimseg_ros.training.autoencoder import (
+    FeatureAutoencoder,
+    autoencoder_loss,
+    freeze,
+    load_autoencoder,
+    save_autoencoder,
+    train_autoencoder,
+)
+from slimseg_ros.training.losses import LossContext, WeightedLoss
+from slimseg_ros.training.losses.ka import affinity_l2, cosine_affinity, normalized_l1, pool_to_bound
+
+from slimseg_ros.errors import SlimsegError
+
+torch.set_num_threads(1)
+
+
+def test_adaptation_distance_zero_iff_same_direction() -> None:
+    a = torch.randn(2, 8, 5, 6)
+    assert float(normalized_l1(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(normalized_l1(a, 3.0 * a)) == pytest.approx(0.0, abs=1e-5)  # per-location normalised
+    assert float(normalized_l1(a, torch.randn(2, 8, 5, 6))) > 0.1
+
+
+def test_affinity_zero_for_identical_and_positive_otherwise() -> None:
+    a = torch.randn(2, 8, 5, 6)
+    assert float(affinity_l2(a, a)) == pytest.approx(0.0, abs=1e-7)
+    assert float(affinity_l2(a, torch.randn(2, 16, 5, 6))) > 1e-3  # channel counts may differ
+    aff = cosine_affinity(a)
+    assert aff.shape == (2, 30, 30)
+    assert torch.allclose(aff.diagonal(dim1=1, dim2=2), torch.ones(2, 30), atol=1e-5)
+
+
+def test_affinity_memory_is_bounded_by_pooling() -> None:
+    x = torch.randn(1, 4, 90, 120)
+    assert pool_to_bound(x, 32).shape[-2:] == (32, 32)
+    assert cosine_affinity(pool_to_bound(x, 32)).shape == (1, 1024, 1024)
+    assert pool_to_bound(torch.randn(1, 4, 10, 12), 32).shape[-2:] == (10, 12)
+
+
+def test_autoencoder_shapes_loss_falls_and_roundtrip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ae = FeatureAutoencoder(in_channels=16, code_channels=8, hidden_channels=16, strides=(1, 2, 1))
+    feat = torch.relu(torch.randn(4, 16, 9, 11))  # odd sizes: the decoder output is cropped back
+    recon, code = ae(feat)
+    assert recon.shape == feat.shape and code.shape == (4, 8, 5, 6) and ae.stride == 2
+    losses = train_autoencoder(ae, lambda: feat, steps=60, lr=3e-3)
+    assert losses[-1] < 0.5 * losses[0]
+    ae.eval()
+    path = save_autoencoder(ae, tmp_path / "ae", {"teacher": "x"})
+    ae2, meta = load_autoencoder(path)
+    ae2.eval()
+    assert meta["teacher"] == "x"
+    assert torch.allclose(ae.encode(feat), ae2.encode(feat), atol=1e-6)
+    with pytest.raises(SlimsegError, match="not found"):
+        load_autoencoder(tmp_path / "missing")
+    with pytest.raises(SlimsegError, match="expects"):
+        ae.encode(torch.randn(1, 3, 4, 4))
+
+
+def test_autoencoder_loss_zero_for_perfect_reconstruction_and_zero_code() -> None:
+    f = torch.randn(2, 4, 3, 3)
+    assert float(autoencoder_loss(f, f, torch.zeros(2, 2, 2, 2))) == 0.0
+    assert float(autoencoder_loss(f, f + 1, torch.zeros(2, 2, 2, 2))) > 0
+
+
+def _ka_loss() -> WeightedLoss:
+    common = {"code_channels": 8, "student_channels": 16, "widths": [0.5]}
+    return WeightedLoss(
+        [{"name": "ka_adapt", "weight": 50.0, **common}, {"name": "ka_affinity", "weight": 1.0, **common}]
+    )
+
+
+def test_gradients_reach_student_and_adapters_not_teacher_or_autoencoder() -> None:
+    torch.manual_seed(0)
+    teacher = freeze(torch.nn.Conv2d(3, 16, 3, padding=1))
+    ae = freeze(FeatureAutoencoder(16, 8, 16, (1, 2, 1)))
+    student = torch.nn.Conv2d(3, 8, 3, padding=1)  # width 0.5 of a 16-channel decoder
+    loss = _ka_loss()
+    x = torch.randn(2, 3, 12, 12)
+    code = ae.encode(teacher(x))
+    feat = student(x)
+    ctx = LossContext(
+        student={"logits": feat, "feat": feat},
+        target=None,
+        width=0.5,
+        is_widest=False,
+        extra={"ka_code": code},
+    )
+    total, parts = loss(ctx)
+    assert set(parts) == {"ka_adapt", "ka_affinity"} and float(total.detach()) > 0
+    total.backward()
+    assert student.weight.grad is not None and student.weight.grad.abs().sum() > 0
+    for term in loss.terms:
+        adapter = term.adapters["w0_5"]
+        assert adapter.conv.weight.grad is not None and adapter.conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in [*teacher.parameters(), *ae.parameters()])
+
+
+def test_widest_width_is_skipped_and_missing_code_is_clear() -> None:
+    loss = _ka_loss()
+    feat = torch.randn(1, 16, 6, 6)
+    widest = LossContext(student={"logits": feat, "feat": feat}, target=None, width=1.0, is_widest=True)
+    total, parts = loss(widest)
+    assert parts == {} and float(total) == 0.0
+    narrow = LossContext(
+        student={"logits": feat, "feat": feat[:, :8]}, target=None, width=0.5, is_widest=False
+    )
+    with pytest.raises(SlimsegError, match="extras"):
+        loss(narrow)
+    other = LossContext(
+        student={"logits": feat, "feat": feat},
+        target=None,
+        width=0.25,
+        is_widest=False,
+        extra={"ka_code": torch.randn(1, 8, 3, 3)},
+    )
+    with pytest.raises(SlimsegError, match="no KA adapter"):
+        loss(other)
+    too_wide = LossContext(
+        student={"logits": feat, "feat": torch.randn(1, 32, 6, 6)},
+        target=None,
+        width=0.5,
+        is_widest=False,
+        extra={"ka_code": torch.randn(1, 8, 3, 3)},
+    )
+    with pytest.raises(SlimsegError, match="student_channels"):
+        loss(too_wide)
