@@ -362,7 +362,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-fps", type=float, default=30.0, help="camera frame rate (default 30)")
     parser.add_argument("--duration", type=float, default=120.0, help="simulated seconds (default 120)")
     parser.add_argument(
-        "--warmup", type=float, default=10.0, help="seconds excluded from steady figures (default 10)"
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds excluded from steady figures (default 10, or a quarter of a shorter run)",
     )
     parser.add_argument(
         "--battery-start", type=float, default=1.0, help="battery fraction at t=0 (default 1.0)"
@@ -464,7 +467,7 @@ def run(args: argparse.Namespace) -> int:
         charge=tuple(parse_phase(p, "--charge", False) for p in args.charge),
         charge_per_min=args.charge_per_min,
         battery_unknown=tuple(parse_phase(p, "--battery-unknown", False) for p in args.battery_unknown),
-        warmup_s=args.warmup,
+        warmup_s=min(10.0, args.duration / 4) if args.warmup is None else args.warmup,
         seed=args.seed,
     )
     try:

@@ -1,0 +1,345 @@
+"""Width policies fed observation sequences directly: hysteresis, unknown battery, overrun, validation."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from slimseg_ros.policy import (
+    PARAMETERS,
+    BatteryPolicy,
+    BudgetPolicy,
+    FixedPolicy,
+    FpsPolicy,
+    Observation,
+    default_thresholds,
+    make_policy,
+)
+
+WIDTHS = [0.25, 0.5, 0.75, 1.0]
+
+
+def battery_run(
+    policy: BatteryPolicy, levels: list[float | None], charging: bool | None = False
+) -> list[float]:
+    """Feed battery levels one per frame and return the width after each."""
+    return [
+        policy.update(Observation(now=i * 0.1, battery=b, charging=charging)).width
+        for i, b in enumerate(levels)
+    ]
+
+
+def fps_run(policy: FpsPolicy, latencies_s: list[float], start: float = 0.0, dt: float = 0.05):
+    """Feed latencies one per frame (frames `dt` apart) and return the decisions."""
+    return [
+        policy.update(Observation(now=start + i * dt, latency_s=lat)) for i, lat in enumerate(latencies_s)
+    ]
+
+
+# ------------------------------------------------------------------------------------------------- fixed
+
+
+def test_fixed_policy_holds_its_width_whatever_happens():
+    p = make_policy("fixed", WIDTHS, width=0.5)
+    for obs in [Observation(0.0, 1.0, 0.01, False), Observation(1.0, None, float("nan"), None)]:
+        d = p.update(obs)
+        assert (d.width, d.changed) == (0.5, False)
+        assert "fixed" in d.reason
+    assert isinstance(p, FixedPolicy) and p.width == 0.5
+
+
+def test_fixed_width_must_be_available():
+    with pytest.raises(
+        ValueError, match=r"width 0.6 is not one of the available widths \[0.25, 0.5, 0.75, 1\]"
+    ):
+        make_policy("fixed", WIDTHS, width=0.6)
+
+
+# ----------------------------------------------------------------------------------------------- battery
+
+
+def test_default_thresholds_are_evenly_spaced_below_sixty_percent():
+    assert default_thresholds(4) == [0.2, 0.4, 0.6]
+    assert default_thresholds(1) == []
+
+
+def test_battery_draining_steps_down_at_each_threshold():
+    p = BatteryPolicy(WIDTHS)
+    levels = [0.9, 0.61, 0.6, 0.59, 0.45, 0.4, 0.39, 0.25, 0.2, 0.19, 0.05, 0.0]
+    widths = battery_run(p, levels)
+    assert widths == [1.0, 1.0, 1.0, 0.75, 0.75, 0.75, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
+
+
+def test_battery_drop_through_several_thresholds_jumps_at_once():
+    p = BatteryPolicy(WIDTHS)
+    d = p.update(Observation(0.0, battery=0.1))
+    assert (d.width, d.changed) == (0.25, True)
+    assert "below" in d.reason
+
+
+def test_battery_rises_only_past_threshold_plus_hysteresis():
+    p = BatteryPolicy(WIDTHS, hysteresis=0.05)
+    assert battery_run(p, [0.35]) == [0.5]
+    # Hovering around the 40% threshold for 0.75 does not flap.
+    widths = battery_run(p, [0.39, 0.40, 0.41, 0.39, 0.42, 0.44, 0.449])
+    assert widths == [0.5] * 7
+    d = p.update(Observation(1.0, battery=0.45))
+    assert (d.width, d.changed) == (0.75, True)
+    assert "hysteresis" in d.reason
+    # Falling again below 40% steps down at once, without hysteresis.
+    assert battery_run(p, [0.41, 0.399]) == [0.75, 0.5]
+
+
+def test_battery_jumps_up_several_widths_when_level_allows():
+    p = BatteryPolicy(WIDTHS)
+    battery_run(p, [0.1])
+    assert battery_run(p, [0.7]) == [1.0]
+
+
+@pytest.mark.parametrize("unknown", [None, float("nan"), np.float32("nan"), np.float64("nan")])
+def test_unknown_battery_keeps_width(unknown):
+    p = BatteryPolicy(WIDTHS)
+    battery_run(p, [0.3])
+    d = p.update(Observation(1.0, battery=unknown))
+    assert (d.width, d.changed) == (0.5, False)
+    assert "battery unknown" in d.reason
+    assert not math.isnan(p.width)
+
+
+@pytest.mark.parametrize("reading", [57.0, 1.5, -0.2])
+def test_battery_out_of_range_is_ignored_with_reason(reading):
+    p = BatteryPolicy(WIDTHS)
+    battery_run(p, [0.5])
+    d = p.update(Observation(1.0, battery=reading))
+    assert (d.width, d.changed) == (0.75, False)
+    assert "outside [0, 1]" in d.reason and "percent" in d.reason
+
+
+def test_charging_allows_widest_width_and_release_steps_back_down():
+    p = BatteryPolicy(WIDTHS)
+    battery_run(p, [0.15])
+    d = p.update(Observation(1.0, battery=0.15, charging=True))
+    assert (d.width, d.changed) == (1.0, True)
+    assert "charging" in d.reason
+    assert battery_run(p, [0.16], charging=False) == [0.25]
+
+
+def test_charging_ignored_when_disabled():
+    p = BatteryPolicy(WIDTHS, charging_full=False)
+    assert battery_run(p, [0.15], charging=True) == [0.25]
+
+
+def test_battery_custom_thresholds_for_two_widths():
+    p = BatteryPolicy([0.5, 1.0], thresholds=[0.3], hysteresis=0.1)
+    assert battery_run(p, [0.5, 0.29, 0.35, 0.39, 0.4]) == [1.0, 0.5, 0.5, 0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"thresholds": [0.2, 0.4]}, "thresholds needs 3 values"),
+        ({"thresholds": [0.4, 0.2, 0.6]}, "strictly ascending"),
+        ({"thresholds": [0.0, 0.4, 0.6]}, r"battery threshold = 0 is out of range \(0, 1\)"),
+        ({"thresholds": [0.2, 0.4, 1.2]}, "out of range"),
+        ({"thresholds": "abc"}, "must be a list of numbers"),
+        ({"hysteresis": -0.01}, r"hysteresis = -0.01 is out of range \[0, 0.5\)"),
+        ({"hysteresis": 0.5}, "hysteresis"),
+        ({"thresholds": [0.2, 0.4, 0.9], "hysteresis": 0.2}, "could never be regained"),
+        ({"charging_full": "yes"}, "charging_full must be true or false"),
+        ({"initial_width": 0.3}, "initial_width 0.3 is not one of the available widths"),
+    ],
+)
+def test_battery_invalid_parameters_raise_with_reason(params, message):
+    with pytest.raises(ValueError, match=message):
+        make_policy("battery", WIDTHS, **params)
+
+
+# --------------------------------------------------------------------------------------------------- fps
+
+
+def test_fps_steps_down_only_after_a_sustained_overrun():
+    p = FpsPolicy(WIDTHS, target_fps=30, window=5)  # budget 33.3 ms
+    decisions = fps_run(p, [0.045] * 5)
+    assert [d.changed for d in decisions] == [False, False, False, False, True]
+    assert "confirming" in decisions[0].reason
+    assert decisions[-1].width < 1.0 and "overrun" in decisions[-1].reason
+
+
+def test_fps_single_spike_does_not_step_down():
+    p = FpsPolicy(WIDTHS, target_fps=30, window=5)
+    decisions = fps_run(p, [0.020, 0.020, 0.5, 0.020, 0.020, 0.020, 0.3, 0.020, 0.020])
+    assert all(d.width == 1.0 and not d.changed for d in decisions)
+
+
+def test_fps_steps_down_to_the_width_predicted_to_fit():
+    # Linear cost model: 60 ms at 1.0 -> 0.5 predicted 30 ms (fits 33.3 ms), 0.75 predicted 45 ms (does not).
+    p = FpsPolicy(WIDTHS, target_fps=30, window=3)
+    d = fps_run(p, [0.060] * 3)[-1]
+    assert (d.width, d.changed) == (0.5, True)
+    assert "predicted 30.0 ms" in d.reason
+
+
+def test_fps_steps_up_only_after_the_stable_period():
+    p = FpsPolicy(WIDTHS, target_fps=30, window=3, stable_s=5.0, initial_width=0.5)
+    # 0.5 at 10 ms: 0.75 predicted 15 ms, well within budget; frames every 0.1 s.
+    decisions = fps_run(p, [0.010] * 60, dt=0.1)
+    up = [i for i, d in enumerate(decisions) if d.changed]
+    assert len(up) == 1
+    t_up = up[0] * 0.1
+    assert 5.0 <= t_up < 5.5
+    assert decisions[up[0]].width == 0.75 and "stable" in decisions[up[0]].reason
+
+
+def test_fps_does_not_step_up_when_wider_width_is_predicted_too_slow():
+    p = FpsPolicy(WIDTHS, target_fps=30, window=3, initial_width=0.75)
+    # 0.75 at 22 ms: 1.0 predicted 29.3 ms > 33.3 ms * 0.85 = 28.3 ms.
+    decisions = fps_run(p, [0.022] * 200, dt=0.1)
+    assert all(d.width == 0.75 for d in decisions)
+    assert "predicted 29.3 ms > 28.3 ms" in decisions[-1].reason
+
+
+def test_fps_learns_the_ratio_after_a_failed_step_up_and_does_not_retry():
+    # Real latencies 10 ms at 0.5 and 31 ms at 0.75: the linear guess (15 ms) is wrong once, then learned.
+    real = {0.5: 0.010, 0.75: 0.031, 1.0: 0.045, 0.25: 0.006}
+    p = FpsPolicy(WIDTHS, target_fps=40, window=3, stable_s=1.0, initial_width=0.5)  # budget 25 ms
+    changes = []
+    for i in range(600):
+        d = p.update(Observation(now=i * 0.05, latency_s=real[p.width]))
+        if d.changed:
+            changes.append(d.width)
+    assert changes == [0.75, 0.5]
+    assert p.width == 0.5
+
+
+def test_fps_narrowest_over_budget_stays_and_says_so():
+    p = FpsPolicy(WIDTHS, target_fps=100, window=3, initial_width=0.25)
+    d = fps_run(p, [0.050] * 5)[-1]
+    assert (d.width, d.changed) == (0.25, False)
+    assert "narrowest width 0.25 still over budget" in d.reason
+
+
+@pytest.mark.parametrize("latency", [None, float("nan"), -0.01, float("inf")])
+def test_fps_invalid_latency_keeps_width(latency):
+    p = FpsPolicy(WIDTHS, target_fps=30)
+    d = p.update(Observation(0.0, latency_s=latency))
+    assert (d.width, d.changed) == (1.0, False)
+    assert "no valid latency" in d.reason
+
+
+def test_fps_reset_forgets_measurements():
+    p = FpsPolicy(WIDTHS, target_fps=30, window=3)
+    fps_run(p, [0.060] * 3)
+    assert p.width == 0.5 and p.describe()["latency_ms"]
+    p.reset()
+    assert p.width == 1.0 and p.describe()["latency_ms"] == {} and p.smoothed_latency() is None
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"target_fps": 0}, r"target_fps = 0 is out of range \(0, 1000\]"),
+        ({"target_fps": -5}, "target_fps"),
+        ({"target_fps": float("nan")}, "target_fps"),
+        ({"target_fps": "fast"}, "target_fps must be a number"),
+        ({"window": 0}, r"window must be an integer number of frames in \[1, 100\]"),
+        ({"window": 2.5}, "window"),
+        ({"margin": 0.95}, "margin"),
+        ({"stable_s": -1}, "stable_s"),
+        ({"costs": [1, 2, 3]}, "costs needs one value per width"),
+        ({"costs": [1, 2, 0, 4]}, "costs must be positive"),
+        ({"initial_width": 2.0}, "initial_width 2 is not one of the available widths"),
+    ],
+)
+def test_fps_invalid_parameters_raise_with_reason(params, message):
+    with pytest.raises(ValueError, match=message):
+        make_policy("fps", WIDTHS, **params)
+
+
+def test_fps_accepts_integral_float_window_from_yaml():
+    assert make_policy("fps", WIDTHS, window=5.0).window == 5
+
+
+# ------------------------------------------------------------------------------------------------ budget
+
+
+def test_budget_takes_battery_width_when_battery_is_the_narrower():
+    p = make_policy("budget", WIDTHS, target_fps=30)
+    assert isinstance(p, BudgetPolicy)
+    d = p.update(Observation(0.0, latency_s=0.005, battery=0.3))
+    assert (d.width, d.changed) == (0.5, True)
+    assert "set by battery" in d.reason
+
+
+def test_budget_takes_fps_width_when_frame_rate_is_the_narrower():
+    p = make_policy("budget", WIDTHS, target_fps=30, window=3)
+    for i in range(3):
+        d = p.update(Observation(i * 0.05, latency_s=0.060, battery=0.95))
+    assert (d.width, d.changed) == (0.5, True)
+    assert "set by fps" in d.reason
+
+
+def test_budget_fps_cannot_exceed_battery_cap():
+    p = make_policy("budget", WIDTHS, target_fps=30, window=3, stable_s=0.5)
+    widths = [p.update(Observation(i * 0.1, latency_s=0.004, battery=0.3)).width for i in range(100)]
+    assert set(widths) == {0.5}
+
+
+# -------------------------------------------------------------------------------------- make_policy etc.
+
+
+def test_make_policy_rejects_unknown_names_and_parameters():
+    with pytest.raises(ValueError, match="unknown policy 'turbo'; known: fixed, battery, fps, budget"):
+        make_policy("turbo", WIDTHS)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['target_fps'\] for policy 'battery'"):
+        make_policy("battery", WIDTHS, target_fps=10)
+
+
+def test_make_policy_none_means_default():
+    p = make_policy("fps", WIDTHS, target_fps=None, window=None)
+    assert (p.target_fps, p.window) == (15.0, 5)
+
+
+@pytest.mark.parametrize("name", list(PARAMETERS))
+def test_every_policy_accepts_its_declared_parameter_names(name):
+    # PARAMETERS is what the node filters its parameters with, so each name must construct.
+    values = {
+        "width": 0.5,
+        "thresholds": [0.2, 0.4, 0.6],
+        "hysteresis": 0.05,
+        "charging_full": True,
+        "target_fps": 20.0,
+        "window": 5,
+        "margin": 0.1,
+        "stable_s": 3.0,
+        "costs": [1, 2, 3, 4],
+        "initial_width": 0.75,
+    }
+    p = make_policy(name, WIDTHS, **{k: values[k] for k in PARAMETERS[name]})
+    assert p.name == name and p.describe()["policy"] == name
+
+
+@pytest.mark.parametrize(
+    ("widths", "message"),
+    [
+        ([], "widths is empty"),
+        ([0.5, 0.5], "duplicates"),
+        ([0.0, 1.0], r"width 0.0 is not in \(0, 1\]"),
+        ([1.5], "not in"),
+        (None, "list of numbers"),
+    ],
+)
+def test_widths_are_validated(widths, message):
+    with pytest.raises(ValueError, match=message):
+        make_policy("fixed", widths)
+
+
+def test_policy_module_imports_without_ros_or_torch():
+    code = (
+        "import sys, slimseg_ros.policy, slimseg_ros.simulate; "
+        "bad = [m for m in ('torch', 'rclpy') if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
