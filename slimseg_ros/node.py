@@ -1,0 +1,517 @@
+"""The `slimseg_node` ROS 2 node: camera frames in, class-id label maps out, width chosen at run time.
+
+Contract: ../shared/docs/ros_interface.md; user guide: docs/node.md. Callbacks only hand the newest frame to
+a worker thread (inference never blocks the executor); the worker decodes, runs the backend at the width the
+policy chose, publishes, and feeds the frame's latency to the policy, whose decision applies to the next
+frame. All widths are loaded at start (by the backend), so a switch allocates nothing. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image
+from std_msgs.msg import Float32, String
+from std_srvs.srv import SetBool
+
+from slimseg_ros import params as P
+from slimseg_ros.backends import Backend, create_backend
+from slimseg_ros.errors import SlimsegError
+from slimseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb
+from slimseg_ros.manifest import Manifest
+from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, make_policy
+from slimseg_ros.stats import LatencyWindow, RateMeter
+from slimseg_ros.visualize import colorize, make_palette, overlay
+from slimseg_ros.worker import NewestFrameWorker
+
+try:  # optional: vision_msgs is not in the ROS 2 wheels set
+    from vision_msgs.msg import LabelInfo, VisionClass
+except ImportError:  # pragma: no cover - depends on the ROS install
+    LabelInfo = VisionClass = None
+
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
+RELIABLE_INPUT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE
+)
+# Reliable publishers serve both reliable (rviz default) and best-effort subscribers.
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+POLICY_PARAMS = {"policy", "width", *P.POLICY_ARGS}
+
+
+@dataclass
+class Frame:
+    """A received message and when it arrived (monotonic s), as handed to the worker."""
+
+    msg: Image | CompressedImage
+    compressed: bool
+    receipt: float
+
+
+class Counters:
+    """Frame counts for diagnostics; each field is written by one thread only, so no lock is needed."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.processed = 0
+        self.superseded = 0  # replaced by a newer frame before the worker got to it
+        self.invalid = 0  # unsupported encoding or undecodable data
+        self.failed = 0  # inference or publishing raised
+        self.paused = 0  # arrived while ~/enable was false
+        self.throttled = 0  # skipped by max_rate_hz
+        self.switches = 0
+
+    @property
+    def dropped(self) -> int:
+        """Frames received while enabled that produced no labels (throttled ones are by request)."""
+        return self.superseded + self.invalid + self.failed
+
+
+def battery_observation(msg: BatteryState) -> tuple[float | None, bool | None]:
+    """BatteryState -> (fraction or None when unknown/NaN, charging or None when unknown)."""
+    level = float(msg.percentage)
+    fraction = None if math.isnan(level) else level
+    status = msg.power_supply_status
+    if status in (BatteryState.POWER_SUPPLY_STATUS_CHARGING, BatteryState.POWER_SUPPLY_STATUS_FULL):
+        return fraction, True
+    if status in (
+        BatteryState.POWER_SUPPLY_STATUS_DISCHARGING,
+        BatteryState.POWER_SUPPLY_STATUS_NOT_CHARGING,
+    ):
+        return fraction, False
+    return fraction, None
+
+
+def scale_camera_info(info: CameraInfo, height: int, width: int) -> CameraInfo:
+    """camera_info for the labels' resolution: intrinsics, projection and ROI scaled to (height, width)."""
+    out = copy.copy(info)
+    if (info.height, info.width) == (height, width) or not info.height or not info.width:
+        return out
+    sx, sy = width / info.width, height / info.height
+    k = np.array(info.k, dtype=np.float64).reshape(3, 3)
+    k[0] *= sx
+    k[1] *= sy
+    p = np.array(info.p, dtype=np.float64).reshape(3, 4)
+    p[0] *= sx
+    p[1] *= sy
+    out.k, out.p = k.ravel(), p.ravel()
+    out.height, out.width = height, width
+    roi = copy.copy(info.roi)
+    roi.x_offset, roi.width = round(roi.x_offset * sx), round(roi.width * sx)
+    roi.y_offset, roi.height = round(roi.y_offset * sy), round(roi.height * sy)
+    out.roi = roi
+    return out
+
+
+class SlimsegNode(Node):
+    """Segments each newest frame at the width the policy picks; see the module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(P.NODE_NAME, **kwargs)
+        self._declare_parameters(P.load_defaults())
+        values = self._read_parameters()
+        if not values["manifest"]:
+            raise SlimsegError(
+                "parameter 'manifest' is empty",
+                "pass it: --ros-args -p manifest:=/path/to/manifest.yaml (or launch with manifest:=...)",
+            )
+        self.manifest = Manifest.load(values["manifest"])
+        self.backend: Backend = create_backend(
+            values["backend"], self.manifest, device=values["device"] or None
+        )
+        self._closed = False
+        self._lock = threading.Lock()
+        self.counters = Counters()
+        self._enabled = True
+        self._battery: float | None = None
+        self._charging: bool | None = None
+        self._camera_info: CameraInfo | None = None
+        self._last_accept = -math.inf
+        self._last_error = ""
+        try:
+            self._start(values)
+        except BaseException:
+            self.backend.close()
+            raise
+
+    # --- start-up ------------------------------------------------------------------------------------
+    def _declare_parameters(self, defaults: dict[str, Any]) -> None:
+        for spec in P.SPECS:
+            descriptor = ParameterDescriptor(
+                description=spec.description, read_only=spec.read_only, dynamic_typing=True
+            )
+            self.declare_parameter(spec.name, defaults[spec.name], descriptor)
+
+    def _read_parameters(self) -> dict[str, Any]:
+        values = {}
+        for spec in P.SPECS:
+            raw = self.get_parameter(spec.name).value
+            try:
+                values[spec.name] = P.check_node_param(spec.name, raw)
+            except ValueError as exc:
+                raise SlimsegError(f"parameter {exc}", "fix the params file or the -p override") from exc
+        return values
+
+    def _start(self, values: dict[str, Any]) -> None:
+        log = self.get_logger()
+        for width, reason in sorted(self.backend.disabled.items()):
+            log.warning(f"width {width:g} disabled: {reason}")
+        widths = self.backend.widths
+        try:
+            start = P.match_width(values["width"], widths)
+        except ValueError as exc:
+            start = max([w for w in widths if w <= values["width"]] or [widths[0]])
+            log.warning(f"{exc}; starting at {start:g}")
+        if len(values["battery_thresholds"]) != len(widths) - 1 and values["policy"] in ("battery", "budget"):
+            log.warning(
+                f"battery_thresholds {values['battery_thresholds']} do not fit the {len(widths)} usable "
+                "widths; using evenly spaced defaults"
+            )
+            values["battery_thresholds"] = None
+        self._values = values
+        try:
+            self.policy: WidthPolicy = self._build_policy(values, start)
+        except ValueError as exc:
+            raise SlimsegError(f"policy '{values['policy']}': {exc}", "fix the policy parameters") from exc
+        self._pending: tuple[WidthPolicy, str] | None = None
+        self.width = self.policy.width
+        self._costs = self._manifest_costs(widths)
+
+        self.palette = make_palette(self.manifest.data["classes"])
+        self.in_rate, self.out_rate = RateMeter(), RateMeter()
+        self.lat_stamp, self.lat_receipt, self.lat_infer = LatencyWindow(), LatencyWindow(), LatencyWindow()
+
+        self.pub_labels = self.create_publisher(Image, "~/labels", OUTPUT_QOS)
+        self.pub_color = self.create_publisher(Image, "~/color", OUTPUT_QOS)
+        self.pub_overlay = self.create_publisher(Image, "~/overlay", OUTPUT_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, "~/camera_info", OUTPUT_QOS)
+        self.pub_width = self.create_publisher(Float32, "~/width", LATCHED_QOS)
+        self.pub_classes = self.create_publisher(String, "~/class_info", LATCHED_QOS)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._publish_class_metadata()
+        self.pub_width.publish(Float32(data=float(self.width)))
+
+        self.worker: NewestFrameWorker[Frame] = NewestFrameWorker(
+            self._process, on_drop=self._on_superseded, on_error=self._on_worker_error
+        )
+        qos = RELIABLE_INPUT_QOS if values["reliable_qos"] else SENSOR_QOS
+        self.create_subscription(Image, "image", self._on_image, qos)
+        if values["compressed"]:
+            self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, qos)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
+        self.create_subscription(BatteryState, "battery_state", self._on_battery, SENSOR_QOS)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.create_timer(values["diagnostics_period_s"], self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        log.info(
+            f"ready: {self.backend.describe()}; policy {values['policy']} at width {self.width:g}; "
+            f"input QoS {'reliable' if values['reliable_qos'] else 'sensor data'}"
+            + ("; compressed input on" if values["compressed"] else "")
+        )
+
+    def _manifest_costs(self, widths: list[float]) -> list[float] | None:
+        """FLOPs per width from the manifest: better first guesses for the fps policy than width ratios."""
+        try:
+            costs = [float(self.manifest.entry(w).get("flops") or 0) for w in widths]
+        except (SlimsegError, TypeError, ValueError):
+            return None
+        return costs if all(c > 0 for c in costs) else None
+
+    def _build_policy(self, values: dict[str, Any], width: float) -> WidthPolicy:
+        name = values["policy"]
+        accepted = PARAMETERS[name]
+        kwargs = P.policy_kwargs(name, values, width, accepted)
+        if "costs" in accepted:
+            kwargs["costs"] = getattr(self, "_costs", None)
+        return make_policy(name, self.backend.widths, **kwargs)
+
+    def _publish_class_metadata(self) -> None:
+        classes = self.manifest.data["classes"]
+        info = {
+            "classes": classes,
+            "ignore_index": self.manifest.ignore_index,
+            "widths": self.backend.widths,
+            "disabled": {f"{w:g}": r for w, r in self.backend.disabled.items()},
+            "backend": self.backend.name,
+            "input_size": list(self.backend.input_size),
+        }
+        self.pub_classes.publish(String(data=json.dumps(info)))
+        read_only = ParameterDescriptor(read_only=True, description="from the manifest (informational)")
+        self.declare_parameter("info.class_names", [str(c["name"]) for c in classes], read_only)
+        self.declare_parameter("info.class_ids", [int(c["id"]) for c in classes], read_only)
+        self.declare_parameter("info.widths", [float(w) for w in self.backend.widths], read_only)
+        if LabelInfo is not None:
+            pub = self.create_publisher(LabelInfo, "~/label_info", LATCHED_QOS)
+            msg = LabelInfo(threshold=0.0)
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.class_map = [VisionClass(class_id=int(c["id"]), class_name=str(c["name"])) for c in classes]
+            pub.publish(msg)
+
+    # --- callbacks (executor thread): never block ----------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self._accept(msg, compressed=False)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._accept(msg, compressed=True)
+
+    def _accept(self, msg: Image | CompressedImage, compressed: bool) -> None:
+        now = time.monotonic()
+        self.counters.received += 1
+        self.in_rate.tick(now)
+        if not self._enabled:
+            self.counters.paused += 1
+            return
+        max_rate = self._values["max_rate_hz"]
+        if max_rate > 0 and now - self._last_accept < 1.0 / max_rate:
+            self.counters.throttled += 1
+            return
+        self._last_accept = now
+        self.worker.submit(Frame(msg, compressed, now))
+
+    def _on_superseded(self, frame: Frame) -> None:
+        self.counters.superseded += 1
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_battery(self, msg: BatteryState) -> None:
+        self._battery, self._charging = battery_observation(msg)
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self._enabled = bool(request.data)
+        response.success = True
+        response.message = "inference running" if self._enabled else "inference paused"
+        self.get_logger().info(response.message + " (~/enable)")
+        return response
+
+    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+        """Validate a run-time change; a policy change is built here and swapped in before the next frame."""
+        changes: dict[str, Any] = {}
+        for param in parameters:
+            spec = P.SPEC_BY_NAME.get(param.name)
+            if spec is None:
+                continue
+            if spec.read_only:
+                return SetParametersResult(
+                    successful=False, reason=f"{param.name} is read-only: restart the node"
+                )
+            try:
+                changes[param.name] = P.check_node_param(param.name, param.value)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        if not changes:
+            return SetParametersResult(successful=True)
+        values = {**self._values, **changes}
+        if POLICY_PARAMS & set(changes):
+            try:
+                if "width" in changes:
+                    values["width"] = width = P.match_width(changes["width"], self.backend.widths)
+                else:
+                    width = values["width"] if values["policy"] == "fixed" else self.width
+                policy = self._build_policy(values, width)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            what = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+            with self._lock:
+                self._pending = (policy, f"parameter change ({what})")
+        self._values = values
+        return SetParametersResult(successful=True)
+
+    # --- worker thread -------------------------------------------------------------------------------
+    def _process(self, frame: Frame) -> None:
+        start = time.monotonic()
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self.policy = pending[0]
+            self._apply(Decision(self.policy.width, pending[1], self.policy.width != self.width))
+        try:
+            rgb = compressed_to_rgb(frame.msg) if frame.compressed else image_to_rgb(frame.msg)
+        except SlimsegError as exc:
+            self.counters.invalid += 1
+            self._last_error = str(exc)
+            self.get_logger().error(
+                f"frame dropped: {exc}", throttle_duration_sec=self._values["diagnostics_period_s"]
+            )
+            return
+        t_infer = time.monotonic()
+        labels = self.backend.infer(rgb, self.width)
+        self.lat_infer.add(time.monotonic() - t_infer)
+        self._publish_outputs(frame.msg.header, rgb, labels)
+
+        done = time.monotonic()
+        self.counters.processed += 1
+        self.out_rate.tick(done)
+        self.lat_receipt.add(done - frame.receipt)
+        stamp = frame.msg.header.stamp
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        if stamp_ns > 0:
+            self.lat_stamp.add((self.get_clock().now().nanoseconds - stamp_ns) * 1e-9)
+        obs = Observation(now=done, latency_s=done - start, battery=self._battery, charging=self._charging)
+        self._apply(self.policy.update(obs))
+
+    def _publish_outputs(self, header: Any, rgb: np.ndarray, labels: np.ndarray) -> None:
+        out_labels = labels
+        if self._values["labels_at_network_size"]:
+            height, width = self.backend.input_size
+            if labels.shape != (height, width):
+                out_labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+        msg = fill_image(Image(header=header), out_labels, "mono8")
+        self.pub_labels.publish(msg)
+        info = self._camera_info
+        if info is not None:
+            scaled = scale_camera_info(info, *out_labels.shape)
+            scaled.header = header
+            self.pub_info.publish(scaled)
+        want_color = self.pub_color.get_subscription_count() > 0
+        want_overlay = self.pub_overlay.get_subscription_count() > 0
+        if want_color or want_overlay:
+            color = colorize(labels, self.palette)
+            if want_color:
+                self.pub_color.publish(fill_image(Image(header=header), color, "rgb8"))
+            if want_overlay:
+                blended = overlay(rgb, color, self._values["overlay_alpha"])
+                self.pub_overlay.publish(fill_image(Image(header=header), blended, "rgb8"))
+
+    def _apply(self, decision: Decision) -> None:
+        """Adopt the policy's width for the next frame; log and latch every switch with its reason."""
+        if not decision.changed or decision.width == self.width:
+            return
+        old, self.width = self.width, decision.width
+        self.counters.switches += 1
+        self.pub_width.publish(Float32(data=float(self.width)))
+        self.get_logger().info(f"width {old:g} -> {self.width:g}: {decision.reason}")
+
+    def _on_worker_error(self, frame: Frame, exc: BaseException) -> None:
+        self.counters.failed += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        if self._closed:
+            return
+        self.get_logger().error(
+            f"frame dropped, processing failed: {self._last_error}",
+            throttle_duration_sec=self._values["diagnostics_period_s"],
+        )
+
+    # --- diagnostics ---------------------------------------------------------------------------------
+    def diagnostics_values(self) -> dict[str, str]:
+        """Key/values of the /diagnostics status (also used by tests and the benchmark)."""
+        c = self.counters
+        stamp50, stamp95 = self.lat_stamp.percentiles_ms(50, 95)
+        rec50, rec95 = self.lat_receipt.percentiles_ms(50, 95)
+        inf50, inf95 = self.lat_infer.percentiles_ms(50, 95)
+
+        def ms(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.2f}"
+
+        battery = "unknown" if self._battery is None else f"{self._battery:.3f}"
+        charging = "unknown" if self._charging is None else str(self._charging).lower()
+        return {
+            "enabled": str(self._enabled).lower(),
+            "width": f"{self.width:g}",
+            "policy": self._values["policy"],
+            "backend": self.backend.name,
+            "widths": ",".join(f"{w:g}" for w in self.backend.widths),
+            "disabled_widths": ",".join(f"{w:g}" for w in sorted(self.backend.disabled)),
+            "input_rate_hz": f"{self.in_rate.rate():.2f}",
+            "output_rate_hz": f"{self.out_rate.rate():.2f}",
+            "latency_from_stamp_p50_ms": ms(stamp50),
+            "latency_from_stamp_p95_ms": ms(stamp95),
+            "latency_from_receipt_p50_ms": ms(rec50),
+            "latency_from_receipt_p95_ms": ms(rec95),
+            "inference_p50_ms": ms(inf50),
+            "inference_p95_ms": ms(inf95),
+            "frames_received": str(c.received),
+            "frames_processed": str(c.processed),
+            "drops": str(c.dropped),
+            "drops_superseded": str(c.superseded),
+            "drops_invalid": str(c.invalid),
+            "drops_failed": str(c.failed),
+            "frames_paused": str(c.paused),
+            "frames_throttled": str(c.throttled),
+            "width_switches": str(c.switches),
+            "battery": battery,
+            "charging": charging,
+            "last_error": self._last_error,
+        }
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics_values()
+        status = DiagnosticStatus(
+            name=f"{self.get_fully_qualified_name()}: segmentation", hardware_id=self.backend.name
+        )
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        if not self._enabled:
+            status.level, status.message = DiagnosticStatus.WARN, "paused (~/enable false)"
+        elif self.counters.invalid or self.counters.failed or self.backend.disabled:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"width {values['width']}, {values['output_rate_hz']} Hz; " + (
+                f"{self.counters.invalid + self.counters.failed} bad frames"
+                if self._last_error
+                else "widths disabled"
+            )
+        else:
+            status.level = DiagnosticStatus.OK
+            status.message = (
+                f"width {values['width']} ({values['policy']}), {values['output_rate_hz']} Hz out"
+            )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(array)
+
+    def close(self) -> None:
+        """Stop the worker before the publishers go away, then free the backend; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.worker.stop()
+        self.backend.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    """`slimseg_node` console entry: spin until Ctrl-C / SIGTERM, exit cleanly without a traceback."""
+    rclpy.init(args=args)
+    node: SlimsegNode | None = None
+    code = 0
+    try:
+        node = SlimsegNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SlimsegError as exc:
+        print(f"slimseg_node: error: {exc}", file=sys.stderr)
+        code = 2
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
