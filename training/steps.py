@@ -48,19 +48,22 @@ def wkey(width: float) -> str:
 class WidthRunner(nn.Module):
     """Runs the network(s) at several widths in one forward: {width: model(x, aux=True)}.
 
-    Holds either one slimmable network (`shared=True`, every width is a slice of it) or one network per
-    width (independent baseline).
+    Holds either one slimmable network (`shared=True`: every width is a slice of it, state keys `net.*`)
+    or one network per width (independent baseline, state keys `nets.<width>.*`).
     """
 
     def __init__(self, nets: dict[float, SlimSegNet], shared: bool) -> None:
         super().__init__()
         self.shared = shared
         self.widths = sorted(nets)
-        self.nets = nn.ModuleDict({wkey(w).replace(".", "_"): n for w, n in nets.items()})
+        if shared:
+            self.net_shared = next(iter(nets.values()))
+        else:
+            self.nets = nn.ModuleDict({wkey(w).replace(".", "_"): n for w, n in nets.items()})
 
     def net(self, width: float) -> SlimSegNet:
         """The network that runs `width` (already switched to it)."""
-        net = self.nets[wkey(width).replace(".", "_")]
+        net = self.net_shared if self.shared else self.nets[wkey(width).replace(".", "_")]
         set_width(net, width)
         return net
 
