@@ -94,3 +94,26 @@ def test_config_round_trip_and_validation() -> None:
         ModelConfig(arch="vgg")
     with pytest.raises(SlimsegError, match="widths"):
         ModelConfig(widths=(1.0, 0.5))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_subnet_exports_to_onnx_and_matches_onnxruntime(arch: str, tmp_path) -> None:
+    """The export engineer's path: a fixed-size TorchScript-based ONNX export, run by ONNX Runtime."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import warnings
+
+    torch.manual_seed(0)
+    sub = SlimSegNet(ModelConfig(arch=arch, num_classes=5)).subnet(0.25)
+    x = torch.randn(1, 3, 192, 256)  # 1/32 map is 6x8: the pyramid pooling takes its static-kernel path
+    path = tmp_path / "sub.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape constants are expected (fixed size)
+        torch.onnx.export(sub, x, str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["logits"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        ref = sub(x).numpy()
+    assert got.shape == (1, 5, 192, 256)
+    assert abs(got - ref).max() < 1e-4
