@@ -1,0 +1,408 @@
+"""slimseg_node end to end with real rclpy: a node process started as launch would, real CamVid frames.
+
+One node process per module (the slowest part is its start-up), a random ROS_DOMAIN_ID and a unique
+namespace so parallel test runs on the machine cannot cross-talk. Expected labels come from the same ONNX
+Runtime backend run in this process on the same frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
+cv2 = pytest.importorskip("cv2")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Float32, String  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
+
+from slimseg_ros.visualize import colorize, make_palette  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SLIMSEG_DATA", REPO.parent / "shared" / "data" / "camvid"))
+NODE_EXE = Path(sys.executable).parent / "slimseg_node"
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll (the executor spins in its own thread) until the condition holds, else fail naming it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def load_frames(count: int = 3) -> list[np.ndarray]:
+    """A few consecutive CamVid val frames as RGB (480x360)."""
+    paths = sorted((DATA / "val").glob("*"))[:count]
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+
+
+class Harness:
+    """The test side of the graph: publishers, subscriptions and clients in the node's namespace."""
+
+    def __init__(self, node, namespace: str) -> None:
+        self.node, self.ns = node, namespace
+        self.labels: dict[tuple[int, int], Image] = {}
+        self.colors: dict[tuple[int, int], Image] = {}
+        self.infos: dict[tuple[int, int], CameraInfo] = {}
+        self.widths: list[float] = []
+        self.diag: dict[str, str] = {}
+        self.class_info: dict | None = None
+        self.pub_image = node.create_publisher(Image, f"{namespace}/image", RELIABLE)
+        self.pub_compressed = node.create_publisher(
+            CompressedImage, f"{namespace}/image/compressed", RELIABLE
+        )
+        self.pub_info = node.create_publisher(CameraInfo, f"{namespace}/camera_info", RELIABLE)
+        self.pub_battery = node.create_publisher(BatteryState, f"{namespace}/battery_state", RELIABLE)
+        out = f"{namespace}/slimseg_node"
+        node.create_subscription(Image, f"{out}/labels", lambda m: self._store(self.labels, m), RELIABLE)
+        node.create_subscription(Image, f"{out}/color", lambda m: self._store(self.colors, m), RELIABLE)
+        node.create_subscription(
+            CameraInfo, f"{out}/camera_info", lambda m: self._store(self.infos, m), RELIABLE
+        )
+        node.create_subscription(Float32, f"{out}/width", lambda m: self.widths.append(m.data), LATCHED)
+        node.create_subscription(String, f"{out}/class_info", self._on_class_info, LATCHED)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, RELIABLE)
+        self.enable = node.create_client(SetBool, f"{out}/enable")
+        self.set_params = node.create_client(SetParameters, f"{out}/set_parameters")
+        self.sequence = 0
+
+    @staticmethod
+    def _store(into: dict, msg) -> None:
+        into[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+
+    def _on_class_info(self, msg: String) -> None:
+        self.class_info = json.loads(msg.data)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(f"{self.ns}/slimseg_node"):
+                self.diag = {kv.key: kv.value for kv in status.values}
+
+    def next_stamp(self) -> tuple[int, int]:
+        self.sequence += 1
+        return 1000 + self.sequence, 1000 * self.sequence
+
+    def send(self, rgb: np.ndarray, encoding: str = "rgb8") -> tuple[int, int]:
+        """Publish one frame with a fresh stamp and frame_id; returns the stamp key."""
+        key = self.next_stamp()
+        pixels = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., 0]}.get(encoding, rgb)
+        msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = key
+        msg.header.frame_id = f"camera_{self.sequence}"
+        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+        msg.step = rgb.shape[1] * channels
+        msg.data = np.ascontiguousarray(pixels).tobytes()
+        self.pub_image.publish(msg)
+        return key
+
+    def wait_labels(self, key: tuple[int, int], timeout: float = 15.0) -> Image:
+        wait_until(lambda: key in self.labels, timeout, f"labels for stamp {key}")
+        return self.labels[key]
+
+    def call(self, client, request, timeout: float = 10.0):
+        wait_until(client.service_is_ready, timeout, f"service {client.srv_name}")
+        future = client.call_async(request)
+        wait_until(future.done, timeout, f"reply from {client.srv_name}")
+        return future.result()
+
+    def set_param(self, name: str, value) -> tuple[bool, str]:
+        """Set one parameter through the node's parameter service; (successful, reason)."""
+        pv = ParameterValue()
+        if isinstance(value, bool):
+            pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, float):
+            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+        elif isinstance(value, int):
+            pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+        else:
+            pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(value)
+        reply = self.call(self.set_params, SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
+        return reply.results[0].successful, reply.results[0].reason
+
+    def latest_width(self) -> float | None:
+        return self.widths[-1] if self.widths else None
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    if not (DATA / "val").is_dir():
+        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+    return load_frames(3)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    pytest.importorskip("torch", reason="exporting the test model needs torch")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from exported import export_test_manifest
+
+    return export_test_manifest(tmp_path_factory.mktemp("node_manifest"), height=96, width=128)
+
+
+@pytest.fixture(scope="module")
+def backend(manifest):
+    from slimseg_ros.backends import create_backend
+
+    with create_backend("onnxruntime", manifest) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def expected(backend, frames) -> Callable[[int, float], np.ndarray]:
+    cache: dict[tuple[int, float], np.ndarray] = {}
+
+    def labels(index: int, width: float) -> np.ndarray:
+        if (index, width) not in cache:
+            cache[(index, width)] = backend.infer(frames[index], width)
+        return cache[(index, width)]
+
+    return labels
+
+
+@pytest.fixture(scope="module")
+def running(manifest, tmp_path_factory, frames):
+    """The node process and the test harness; yields (harness, process, log path)."""
+    if not NODE_EXE.is_file():
+        pytest.skip(f"console script {NODE_EXE} not installed (run `make setup`)")
+    domain = random.randint(1, 200)
+    namespace = f"/test_{uuid.uuid4().hex[:8]}"
+    tmp = tmp_path_factory.mktemp("node_run")
+    params = tmp / "params.yaml"
+    params.write_text(
+        "/**/slimseg_node:\n  ros__parameters:\n"
+        f"    manifest: {manifest}\n    backend: onnxruntime\n    policy: fixed\n    width: 1.0\n"
+        "    reliable_qos: true\n    compressed: true\n    diagnostics_period_s: 0.2\n"
+        "    battery_thresholds: [0.2, 0.4, 0.6]\n    battery_hysteresis: 0.05\n"
+    )
+    log = tmp / "node.log"
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen(
+            [str(NODE_EXE), "--ros-args", "--params-file", str(params), "-r", f"__ns:={namespace}"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node(f"slimseg_test_{uuid.uuid4().hex[:6]}", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    harness = Harness(node, namespace)
+    try:
+        wait_until(
+            lambda: (
+                proc.poll() is not None
+                or (harness.pub_image.get_subscription_count() > 0 and harness.class_info is not None)
+            ),
+            60,
+            "the node to start",
+        )
+        assert proc.poll() is None, f"node exited at start-up:\n{log.read_text()}"
+        yield harness, proc, log
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def test_labels_keep_header_and_equal_backend(running, frames, expected) -> None:
+    harness, _, _ = running
+    info = CameraInfo(width=480, height=360, k=[400.0, 0, 240, 0, 400, 180, 0, 0, 1])
+    harness.pub_info.publish(info)
+    time.sleep(0.3)
+    palette = make_palette(harness.class_info["classes"])
+    for index, encoding in [(0, "rgb8"), (1, "bgr8")]:
+        key = harness.send(frames[index], encoding)
+        msg = harness.wait_labels(key)
+        assert msg.header.frame_id == f"camera_{harness.sequence}"
+        assert (msg.height, msg.width, msg.encoding, msg.step) == (360, 480, "mono8", 480)
+        labels = np.frombuffer(msg.data, np.uint8).reshape(360, 480)
+        assert np.array_equal(labels, expected(index, 1.0))
+        wait_until(lambda k=key: k in harness.colors and k in harness.infos, 5, "colour mask and camera_info")
+        color = np.frombuffer(harness.colors[key].data, np.uint8).reshape(360, 480, 3)
+        assert np.array_equal(color, colorize(labels, palette))
+        assert harness.infos[key].header.frame_id == msg.header.frame_id
+        assert list(harness.infos[key].k) == list(info.k)
+
+
+def test_class_metadata_and_latched_width(running) -> None:
+    harness, _, _ = running
+    info = harness.class_info
+    assert [c["name"] for c in info["classes"]][:3] == ["sky", "building", "pole"]
+    assert len(info["classes"]) == 11 and info["ignore_index"] == 11
+    assert info["widths"] == [0.25, 0.5, 0.75, 1.0]
+    assert harness.widths and harness.latest_width() == pytest.approx(1.0)
+
+
+def test_invalid_parameters_are_rejected_with_a_reason(running) -> None:
+    harness, _, _ = running
+    ok, reason = harness.set_param("width", 0.3)
+    assert not ok and "available" in reason
+    ok, reason = harness.set_param("policy", "turbo")
+    assert not ok and "turbo" in reason
+    ok, reason = harness.set_param("target_fps", -5.0)
+    assert not ok and "target_fps" in reason
+    ok, reason = harness.set_param("overlay_alpha", 2.0)
+    assert not ok and "overlay_alpha" in reason
+    ok, reason = harness.set_param("backend", "torch")
+    assert not ok and "read-only" in reason
+    ok, reason = harness.set_param("fps_window", 2.5)
+    assert not ok and "integer" in reason
+
+
+def test_width_switch_takes_effect_on_next_frame_without_loss(running, frames, expected) -> None:
+    harness, _, _ = running
+    sequence = [0.25, 1.0, 0.5, 0.75, 0.25]
+    for step, width in enumerate(sequence):
+        ok, reason = harness.set_param("width", width)
+        assert ok, reason
+        index = step % len(frames)
+        msg = harness.wait_labels(harness.send(frames[index]))
+        labels = np.frombuffer(msg.data, np.uint8).reshape(360, 480)
+        assert np.array_equal(labels, expected(index, width)), f"frame after switch to {width} not at {width}"
+        wait_until(lambda w=width: harness.latest_width() == pytest.approx(w), 5, f"~/width {width}")
+    ok, reason = harness.set_param("width", 1.0)
+    assert ok, reason
+
+
+def test_battery_moves_width_down_and_up_with_hysteresis(running, frames, expected, tmp_path) -> None:
+    harness, _, log = running
+    ok, reason = harness.set_param("policy", "battery")
+    assert ok, reason
+    # thresholds 0.2/0.4/0.6 for widths 0.5/0.75/1.0, hysteresis 0.05
+    steps = [
+        (0.9, 1.0),
+        (0.5, 0.75),
+        (0.3, 0.5),
+        (0.1, 0.25),
+        (0.22, 0.25),
+        (0.27, 0.5),
+        (math.nan, 0.5),
+        (0.62, 0.75),
+        (0.7, 1.0),
+    ]
+    for level, want in steps:
+        harness.pub_battery.publish(BatteryState(percentage=level))
+        shown = "unknown" if math.isnan(level) else f"{level:.3f}"
+        wait_until(lambda s=shown: harness.diag.get("battery") == s, 5, f"battery {shown} in diagnostics")
+        harness.wait_labels(harness.send(frames[0]))
+        wait_until(
+            lambda w=want: harness.latest_width() == pytest.approx(w), 5, f"width {want} at battery {level}"
+        )
+    # the frame after the last switch runs at the new width
+    msg = harness.wait_labels(harness.send(frames[1]))
+    assert np.array_equal(np.frombuffer(msg.data, np.uint8).reshape(360, 480), expected(1, 1.0))
+    text = log.read_text()
+    assert "-> 0.25: battery 10% below 20%" in text, text
+    ok, reason = harness.set_param("policy", "fixed")
+    assert ok, reason
+
+
+def test_bad_frames_are_dropped_counted_and_node_keeps_running(running, frames, expected) -> None:
+    harness, proc, _ = running
+    before = int(harness.diag.get("drops_invalid", "0"))
+    key = harness.send(frames[0], encoding="16UC1")
+    truncated = Image(height=360, width=480, encoding="rgb8", step=1440, data=bytes(100))
+    harness.pub_image.publish(truncated)
+    wait_until(
+        lambda: int(harness.diag.get("drops_invalid", "0")) >= before + 2, 10, "two invalid drops counted"
+    )
+    assert key not in harness.labels
+    assert proc.poll() is None
+    msg = harness.wait_labels(harness.send(frames[2]))
+    assert np.array_equal(np.frombuffer(msg.data, np.uint8).reshape(360, 480), expected(2, 1.0))
+    assert "unsupported image encoding '16UC1'" in harness.diag["last_error"] or harness.diag["last_error"]
+
+
+def test_compressed_input(running, frames, backend) -> None:
+    harness, _, _ = running
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
+    assert ok
+    key = harness.next_stamp()
+    msg = CompressedImage(format="jpeg", data=data.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = key
+    msg.header.frame_id = "compressed_camera"
+    harness.pub_compressed.publish(msg)
+    labels_msg = harness.wait_labels(key)
+    assert labels_msg.header.frame_id == "compressed_camera"
+    decoded = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    labels = np.frombuffer(labels_msg.data, np.uint8).reshape(360, 480)
+    assert np.array_equal(labels, backend.infer(decoded, 1.0))
+
+
+def test_enable_service_pauses_and_resumes(running, frames) -> None:
+    harness, _, _ = running
+    reply = harness.call(harness.enable, SetBool.Request(data=False))
+    assert reply.success and "paused" in reply.message
+    paused_key = harness.send(frames[0])
+    wait_until(lambda: harness.diag.get("frames_paused", "0") != "0", 5, "a paused frame counted")
+    time.sleep(0.5)
+    assert paused_key not in harness.labels
+    reply = harness.call(harness.enable, SetBool.Request(data=True))
+    assert reply.success
+    harness.wait_labels(harness.send(frames[0]))
+
+
+def test_diagnostics_report_rates_latency_and_drops(running) -> None:
+    harness, _, _ = running
+    diag = harness.diag
+    for key in (
+        "input_rate_hz",
+        "output_rate_hz",
+        "latency_from_stamp_p50_ms",
+        "latency_from_receipt_p95_ms",
+        "inference_p50_ms",
+        "width",
+        "policy",
+        "drops",
+        "battery",
+        "backend",
+    ):
+        assert key in diag, key
+    assert diag["backend"] == "onnxruntime-cpu"
+    assert float(diag["latency_from_receipt_p50_ms"]) > 0
+    assert int(diag["frames_processed"]) >= 10
+
+
+def test_sigint_exits_cleanly(running) -> None:
+    _, proc, log = running
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(15) == 0
+    assert "Traceback" not in log.read_text()
