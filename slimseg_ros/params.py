@@ -92,24 +92,56 @@ def default_params_file() -> Path:
     )
 
 
+def _node_block_keys(key: str) -> bool:
+    """Whether a params-file top-level key addresses this node (plain, absolute, or wildcard forms)."""
+    return key in (NODE_NAME, "/**") or key.endswith(f"/{NODE_NAME}")
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """The node's parameters from a ROS params file, whatever key form addresses it (`slimseg_node`,
+    `/**`, `/**/slimseg_node`, `/ns/slimseg_node`), blocks merged in file order and type-checked."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SlimsegError(f"cannot read params file {path}: {exc}", "pass a readable YAML file") from exc
+    if not isinstance(data, dict):
+        raise SlimsegError(
+            f"params file {path} is not a mapping", f"it needs `{NODE_NAME}: ros__parameters:`"
+        )
+    values: dict[str, Any] = {}
+    for key, block in data.items():
+        if (
+            _node_block_keys(str(key))
+            and isinstance(block, dict)
+            and isinstance(block.get("ros__parameters"), dict)
+        ):
+            values.update(block["ros__parameters"])
+    if not values:
+        raise SlimsegError(
+            f"params file {path} has no parameters for {NODE_NAME}",
+            f"use `{NODE_NAME}:` or `/**/{NODE_NAME}:` with a `ros__parameters:` block",
+        )
+    unknown = sorted(set(values) - set(SPEC_BY_NAME) - {"use_sim_time"})
+    if unknown:
+        raise SlimsegError(f"{path}: unknown parameter(s) {unknown}", f"known: {', '.join(SPEC_BY_NAME)}")
+    try:
+        return {name: coerce(name, v) if name in SPEC_BY_NAME else v for name, v in values.items()}
+    except ValueError as exc:
+        raise SlimsegError(f"{path}: {exc}", "fix the value's type") from exc
+
+
 def load_defaults(path: str | Path | None = None) -> dict[str, Any]:
     """Parameter defaults from the params file, checked against SPECS so the two cannot drift apart."""
     path = Path(path) if path is not None else default_params_file()
-    try:
-        data = yaml.safe_load(path.read_text())
-        params = data[NODE_NAME]["ros__parameters"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+    values = read_params_file(path)
+    missing = sorted(set(SPEC_BY_NAME) - set(values))
+    if missing:
         raise SlimsegError(
-            f"cannot read defaults from {path}: {exc}", f"it needs `{NODE_NAME}: ros__parameters:`"
-        ) from exc
-    missing, unknown = set(SPEC_BY_NAME) - set(params), set(params) - set(SPEC_BY_NAME)
-    if missing or unknown:
-        raise SlimsegError(
-            f"{path} does not match the node's parameters: "
-            f"missing {sorted(missing)}, unknown {sorted(unknown)}",
+            f"{path} lacks defaults for {missing}",
             "keep config/slimseg.yaml and slimseg_ros/params.py in step",
         )
-    return {name: coerce(name, value) for name, value in params.items()}
+    return {name: values[name] for name in SPEC_BY_NAME}
 
 
 def coerce(name: str, value: Any) -> Any:
