@@ -35,9 +35,10 @@ from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image  # 
 from std_msgs.msg import Float32, String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
+from slimseg_ros.node import battery_observation, scale_camera_info  # noqa: E402
+from slimseg_ros.stats import LatencyWindow, RateMeter  # noqa: E402
 from slimseg_ros.visualize import colorize, make_palette  # noqa: E402
-
-pytestmark = pytest.mark.slow
+from slimseg_ros.worker import NewestFrameWorker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SLIMSEG_DATA", REPO.parent / "shared" / "data" / "camvid"))
@@ -151,6 +152,83 @@ class Harness:
         return self.widths[-1] if self.widths else None
 
 
+# --- the node's helpers, alone (fast) -----------------------------------------------------------------
+def test_worker_keeps_only_the_newest_item_and_counts_drops() -> None:
+    release, started = threading.Event(), threading.Event()
+    processed, dropped = [], []
+
+    def process(item: int) -> None:
+        started.set()
+        if item == 1:
+            release.wait(5)
+        processed.append(item)
+
+    worker = NewestFrameWorker(process, on_drop=dropped.append)
+    assert worker.submit(1)
+    assert started.wait(5)
+    assert worker.submit(2) and not worker.submit(3) and not worker.submit(4)
+    release.set()
+    wait_until(worker.idle, 5, "worker idle")
+    worker.stop()
+    assert processed == [1, 4] and dropped == [2, 3]
+    assert not worker.submit(5)
+
+
+def test_worker_survives_a_failing_item() -> None:
+    errors, processed = [], []
+
+    def process(item: str) -> None:
+        if item == "bad":
+            raise ValueError("broken frame")
+        processed.append(item)
+
+    worker = NewestFrameWorker(process, on_error=lambda item, exc: errors.append((item, str(exc))))
+    worker.submit("bad")
+    wait_until(lambda: errors, 5, "the error callback")
+    worker.submit("good")
+    wait_until(lambda: processed, 5, "the next item")
+    worker.stop()
+    assert errors == [("bad", "broken frame")] and processed == ["good"]
+
+
+def test_rate_meter_and_latency_window() -> None:
+    meter = RateMeter(window_s=2.0)
+    for i in range(11):
+        meter.tick(100.0 + 0.1 * i)
+    assert meter.rate(101.0) == pytest.approx(10.0)
+    assert meter.rate(110.0) == 0.0
+    window = LatencyWindow(size=100)
+    assert window.percentiles_ms(50) == [None]
+    for ms in range(1, 201):
+        window.add(ms / 1000)  # only the last 100 (101..200 ms) are kept
+    p50, p95 = window.percentiles_ms(50, 95)
+    assert p50 == pytest.approx(150.5) and p95 == pytest.approx(195.05)
+
+
+def test_battery_observation_nan_is_unknown_and_charging_states() -> None:
+    assert battery_observation(BatteryState(percentage=math.nan)) == (None, None)
+    charging = BatteryState(percentage=0.5, power_supply_status=BatteryState.POWER_SUPPLY_STATUS_CHARGING)
+    assert battery_observation(charging) == (0.5, True)
+    draining = BatteryState(percentage=0.25, power_supply_status=BatteryState.POWER_SUPPLY_STATUS_DISCHARGING)
+    assert battery_observation(draining) == (0.25, False)
+
+
+def test_camera_info_scaled_to_label_size() -> None:
+    info = CameraInfo(width=480, height=360, k=[400.0, 0, 240, 0, 410, 180, 0, 0, 1])
+    info.p = [400.0, 0, 240, 5, 0, 410, 180, 0, 0, 0, 1, 0]
+    scaled = scale_camera_info(info, 96, 128)
+    sx, sy = 128 / 480, 96 / 360
+    assert (scaled.width, scaled.height) == (128, 96)
+    assert list(scaled.k) == pytest.approx([400 * sx, 0, 240 * sx, 0, 410 * sy, 180 * sy, 0, 0, 1])
+    assert list(scaled.p) == pytest.approx(
+        [400 * sx, 0, 240 * sx, 5 * sx, 0, 410 * sy, 180 * sy, 0, 0, 0, 1, 0]
+    )
+    assert list(info.k)[0] == 400.0  # the stored message is not modified
+    same = scale_camera_info(info, 360, 480)
+    assert list(same.k) == list(info.k)
+
+
+# --- the node process ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
     if not (DATA / "val").is_dir():
@@ -242,6 +320,7 @@ def running(manifest, tmp_path_factory, frames):
         rclpy.try_shutdown(context=context)
 
 
+@pytest.mark.slow
 def test_labels_keep_header_and_equal_backend(running, frames, expected) -> None:
     harness, _, _ = running
     info = CameraInfo(width=480, height=360, k=[400.0, 0, 240, 0, 400, 180, 0, 0, 1])
@@ -262,6 +341,7 @@ def test_labels_keep_header_and_equal_backend(running, frames, expected) -> None
         assert list(harness.infos[key].k) == list(info.k)
 
 
+@pytest.mark.slow
 def test_class_metadata_and_latched_width(running) -> None:
     harness, _, _ = running
     info = harness.class_info
@@ -271,6 +351,7 @@ def test_class_metadata_and_latched_width(running) -> None:
     assert harness.widths and harness.latest_width() == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_invalid_parameters_are_rejected_with_a_reason(running) -> None:
     harness, _, _ = running
     ok, reason = harness.set_param("width", 0.3)
@@ -287,6 +368,7 @@ def test_invalid_parameters_are_rejected_with_a_reason(running) -> None:
     assert not ok and "integer" in reason
 
 
+@pytest.mark.slow
 def test_width_switch_takes_effect_on_next_frame_without_loss(running, frames, expected) -> None:
     harness, _, _ = running
     sequence = [0.25, 1.0, 0.5, 0.75, 0.25]
@@ -302,6 +384,7 @@ def test_width_switch_takes_effect_on_next_frame_without_loss(running, frames, e
     assert ok, reason
 
 
+@pytest.mark.slow
 def test_battery_moves_width_down_and_up_with_hysteresis(running, frames, expected, tmp_path) -> None:
     harness, _, log = running
     ok, reason = harness.set_param("policy", "battery")
@@ -335,6 +418,7 @@ def test_battery_moves_width_down_and_up_with_hysteresis(running, frames, expect
     assert ok, reason
 
 
+@pytest.mark.slow
 def test_bad_frames_are_dropped_counted_and_node_keeps_running(running, frames, expected) -> None:
     harness, proc, _ = running
     before = int(harness.diag.get("drops_invalid", "0"))
@@ -351,6 +435,7 @@ def test_bad_frames_are_dropped_counted_and_node_keeps_running(running, frames, 
     assert "unsupported image encoding '16UC1'" in harness.diag["last_error"] or harness.diag["last_error"]
 
 
+@pytest.mark.slow
 def test_compressed_input(running, frames, backend) -> None:
     harness, _, _ = running
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
@@ -367,6 +452,7 @@ def test_compressed_input(running, frames, backend) -> None:
     assert np.array_equal(labels, backend.infer(decoded, 1.0))
 
 
+@pytest.mark.slow
 def test_enable_service_pauses_and_resumes(running, frames) -> None:
     harness, _, _ = running
     reply = harness.call(harness.enable, SetBool.Request(data=False))
@@ -380,6 +466,7 @@ def test_enable_service_pauses_and_resumes(running, frames) -> None:
     harness.wait_labels(harness.send(frames[0]))
 
 
+@pytest.mark.slow
 def test_diagnostics_report_rates_latency_and_drops(running) -> None:
     harness, _, _ = running
     diag = harness.diag
@@ -401,6 +488,7 @@ def test_diagnostics_report_rates_latency_and_drops(running) -> None:
     assert int(diag["frames_processed"]) >= 10
 
 
+@pytest.mark.slow
 def test_sigint_exits_cleanly(running) -> None:
     _, proc, log = running
     proc.send_signal(signal.SIGINT)
