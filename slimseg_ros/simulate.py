@@ -27,6 +27,7 @@ from slimseg_ros.errors import SlimsegError
 from slimseg_ros.policy import PARAMETERS, POLICIES, Observation, WidthPolicy, make_policy
 
 DEFAULT_LATENCY = "0.25:8,0.5:14,0.75:22,1.0:30"
+MAX_FRAMES = 5_000_000  # about a minute of simulation; longer runs are almost certainly a typo
 
 
 @dataclass(frozen=True)
@@ -66,17 +67,24 @@ class SimConfig:
         for w, ms in self.latency_ms.items():
             if not (0 < w <= 1 and math.isfinite(ms) and ms > 0):
                 raise ValueError(f"latency profile entry {w:g}:{ms:g} needs width in (0, 1] and ms > 0")
+        frames = self.duration_s * self.camera_fps
         checks = [
-            ("duration", self.duration_s, self.duration_s > 0),
-            ("camera fps", self.camera_fps, 0 < self.camera_fps <= 1000),
-            ("jitter", self.jitter, 0 <= self.jitter < 1),
-            ("warmup", self.warmup_s, 0 <= self.warmup_s < self.duration_s),
-            ("battery drain per minute", self.battery_drain_per_min, 0 <= self.battery_drain_per_min <= 1),
-            ("charge per minute", self.charge_per_min, 0 <= self.charge_per_min <= 1),
+            ("duration", self.duration_s, self.duration_s > 0, "> 0 s"),
+            ("camera fps", self.camera_fps, 0 < self.camera_fps <= 1000, "(0, 1000]"),
+            ("frames (duration x camera fps)", frames, frames <= MAX_FRAMES, f"at most {MAX_FRAMES:,}"),
+            ("jitter", self.jitter, 0 <= self.jitter < 1, "[0, 1)"),
+            ("warmup", self.warmup_s, 0 <= self.warmup_s < self.duration_s, "[0, duration)"),
+            (
+                "battery drain per minute",
+                self.battery_drain_per_min,
+                0 <= self.battery_drain_per_min <= 1,
+                "[0, 1]",
+            ),
+            ("charge per minute", self.charge_per_min, 0 <= self.charge_per_min <= 1, "[0, 1]"),
         ]
-        for name, value, ok in checks:
+        for name, value, ok, allowed in checks:
             if not (math.isfinite(value) and ok):
-                raise ValueError(f"{name} = {value:g} is out of range")
+                raise ValueError(f"{name} = {value:g} is out of range: {allowed}")
         if self.battery_start is not None and not (0 <= self.battery_start <= 1):
             raise ValueError(f"battery start {self.battery_start:g} is not a fraction in [0, 1]")
         for ph in (*self.load, *self.charge, *self.battery_unknown):
@@ -300,11 +308,15 @@ def parse_latency(text: str) -> dict[float, float]:
         try:
             if not sep:
                 raise ValueError
-            out[float(w)] = float(ms)
+            width = float(w)
+            value = float(ms)
         except ValueError:
             raise SlimsegError(
                 f"--latency: '{item}' is not WIDTH:MS", hint=f"e.g. --latency {DEFAULT_LATENCY}"
             ) from None
+        if width in out:
+            raise SlimsegError(f"--latency: width {width:g} given twice", hint="one WIDTH:MS per width")
+        out[width] = value
     if not out:
         raise SlimsegError("--latency is empty", hint=f"e.g. --latency {DEFAULT_LATENCY}")
     return out
@@ -399,6 +411,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--window", type=int, default=None, help="fps median window in frames (default 5)")
     parser.add_argument("--initial-width", type=float, default=None, help="width at start (default widest)")
+    parser.add_argument(
+        "--ignore-charging",
+        action="store_true",
+        help="battery/budget: charging does not allow the widest width",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed for latency jitter (default 0)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
 
@@ -413,11 +430,13 @@ def _policy_from_args(args: argparse.Namespace, widths: list[float]) -> WidthPol
         "stable_s": args.stable_s,
         "window": args.window,
         "initial_width": args.initial_width,
+        "charging_full": False if args.ignore_charging else None,
     }
     accepted = PARAMETERS[args.policy]
     ignored = [k for k, v in candidates.items() if v is not None and k not in accepted]
     if ignored:
-        opts = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        option = {"charging_full": "--ignore-charging"}
+        opts = ", ".join(option.get(k, "--" + k.replace("_", "-")) for k in ignored)
         raise SlimsegError(
             f"{opts} do(es) not apply to policy '{args.policy}'", hint=f"it takes {', '.join(accepted)}"
         )

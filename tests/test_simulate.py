@@ -131,6 +131,26 @@ def test_battery_drain_steps_down_in_order_and_charging_brings_it_back():
         assert s.t == pytest.approx(t, abs=0.1)
 
 
+def test_rising_battery_steps_up_only_past_threshold_plus_hysteresis():
+    # Charging does not force the widest width here, so the level alone decides: from 30% at 1.0/min the
+    # 40% threshold is reached at 6 s, but 0.75 comes only at 45% (9 s); 1.0 at 65% (21 s), not 60% (18 s).
+    r = run(
+        "battery",
+        charging_full=False,
+        hysteresis=0.05,
+        battery_start=0.3,
+        charge=(Phase(0.0, 30.0),),
+        charge_per_min=1.0,
+        duration_s=30,
+        warmup_s=1,
+    )
+    ups = [(s.old, s.new, s.t) for s in r.switches[1:]]
+    assert r.switches[0].new == 0.5
+    assert [(o, n) for o, n, _ in ups] == [(0.5, 0.75), (0.75, 1.0)]
+    assert ups[0][2] == pytest.approx(9.0, abs=0.1) and ups[1][2] == pytest.approx(21.0, abs=0.1)
+    assert all("hysteresis" in s.reason for s in r.switches[1:])
+
+
 def test_battery_unknown_phase_keeps_width():
     r = run(
         "battery",
@@ -216,6 +236,9 @@ def test_cli_prints_figures_and_writes_json(tmp_path, capsys):
         (["--policy", "fixed", "--width", "0.3"], "width 0.3 is not one of the available widths"),
         (["--battery-start", "57"], "battery start 57 is not a fraction"),
         (["--thresholds", "0.2,x"], "--thresholds: '0.2,x' is not a comma-separated list"),
+        (["--latency", "0.25:8,0.25:9"], "width 0.25 given twice"),
+        (["--policy", "fps", "--ignore-charging"], "--ignore-charging do(es) not apply to policy 'fps'"),
+        (["--duration", "1e9"], "at most 5,000,000"),
     ],
 )
 def test_cli_bad_input_is_a_clear_error(argv, message, capsys):
