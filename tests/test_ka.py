@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,58 @@ def test_widest_width_is_skipped_and_missing_code_is_clear() -> None:
     )
     with pytest.raises(SlimsegError, match="student_channels"):
         loss(too_wide)
+
+
+# ---- through the real trainer: autoencoder stage, then SlimSeg + KA, on a few CamVid frames ---------------
+DATA = Path(os.environ.get("SLIMSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared/data/camvid"))
+CONFIGS = Path(__file__).resolve().parents[1] / "training/configs"
+TINY_MODEL = {"widths": [0.25, 0.5, 1.0], "ppm_channels": 16, "decoder_channels": 32, "boundary_channels": 16}
+TINY_DATA = {"crop": [64, 64], "scale": [0.2, 0.3], "num_workers": 0, "limit": 4, "val_split": None}
+TINY_TRAIN = {"steps": 2, "batch_size": 2, "amp": "none", "ckpt_every": 0, "val_every": 0, "threads": 1}
+
+
+def tiny(config: str) -> dict:
+    """A shipped config shrunk to CPU-test size (same method, extras and loss terms)."""
+    from slimseg_ros.training.config import load_config
+
+    cfg = load_config(CONFIGS / config)
+    cfg["model"].update(TINY_MODEL)
+    cfg["data"].update(TINY_DATA)
+    cfg["train"].update(TINY_TRAIN)
+    return cfg
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+def test_ka_autoencoder_stage_then_ka_training_through_trainer(tmp_path: Path) -> None:
+    from slimseg_ros.training.checkpoint import save_checkpoint
+    from slimseg_ros.training.model import ModelConfig, SlimSegNet
+    from slimseg_ros.training.trainer import Trainer
+
+    torch.manual_seed(0)
+    teacher_cfg = ModelConfig.from_dict({"arch": "resnet18", **TINY_MODEL})
+    save_checkpoint(tmp_path / "teacher", SlimSegNet(teacher_cfg), {"train": {}, "step": 0})
+
+    cfg = tiny("ka_autoencoder.yaml")
+    cfg["extras"][0].update(teacher=str(tmp_path / "teacher"), code_channels=16)
+    Trainer(cfg, DATA, tmp_path / "ae", device="cpu", progress=False).run()
+    ae, meta = load_autoencoder(tmp_path / "ae" / "ka_autoencoder")
+    assert ae.in_channels == 32 and ae.code_channels == 16 and meta["teacher"].endswith("teacher")
+
+    cfg = tiny("slimseg_ka.yaml")
+    ae_path = str(tmp_path / "ae/ka_autoencoder")
+    cfg["extras"][0].update(teacher=str(tmp_path / "teacher"), autoencoder=ae_path)
+    for term in cfg["loss"]["terms"]:
+        if term["name"].startswith("ka_"):
+            term.update(code_channels=16, student_channels=32, widths=[0.25, 0.5])
+    trainer = Trainer(cfg, DATA, tmp_path / "ka", device="cpu", progress=False)
+    provider = trainer.extras[0]
+    frozen = {k: v.clone() for k, v in provider.teacher.state_dict().items()}
+    ae_before = {k: v.clone() for k, v in provider.ae.state_dict().items()}
+    adapter = trainer.loss.terms[trainer.loss.names.index("ka_adapt")].adapters["w0_25"].conv.weight
+    adapter_before = adapter.detach().clone()
+    logs = trainer.train_step(next(iter(trainer.loader)), None)
+    assert logs["w0.25/ka_adapt"] > 0 and logs["w0.5/ka_affinity"] > 0 and "w1/ka_adapt" not in logs
+    assert not torch.equal(adapter.detach(), adapter_before)  # adapters are optimised with the model
+    assert all(torch.equal(v, provider.teacher.state_dict()[k]) for k, v in frozen.items())  # incl. BN stats
+    assert all(torch.equal(v, provider.ae.state_dict()[k]) for k, v in ae_before.items())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from slimseg_ros.training.losses import LossContext, WeightedLoss
@@ -83,3 +86,66 @@ def test_missing_teacher_outputs_are_clear_errors() -> None:
     ctx = _ctx({"logits": s, "feat": s}, {"wide": {"logits": s, "feat": s}})
     with pytest.raises(SlimsegError, match="teacher 'deep'"):
         WeightedLoss([TERMS[1]])(ctx)
+
+
+# ---- through the real trainer: partition, both teachers' pre-training, the MGD student ------------------
+DATA = Path(os.environ.get("SLIMSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared/data/camvid"))
+CONFIGS = Path(__file__).resolve().parents[1] / "training/configs"
+TINY_MODEL = {"widths": [0.25, 0.5, 1.0], "ppm_channels": 16, "decoder_channels": 32, "boundary_channels": 16}
+TINY_DATA = {"crop": [64, 64], "scale": [0.2, 0.3], "num_workers": 0, "limit": 4, "val_split": None}
+TINY_TRAIN = {"steps": 1, "batch_size": 2, "amp": "none", "ckpt_every": 0, "val_every": 0, "threads": 1}
+
+
+def tiny(config: str, unlabeled: Path) -> dict:
+    """A shipped config shrunk to CPU-test size (same method, extras and loss terms)."""
+    from slimseg_ros.training.config import load_config
+
+    cfg = load_config(CONFIGS / config)
+    model = {**TINY_MODEL, "widths": [1.0]} if len(cfg["model"]["widths"]) == 1 else TINY_MODEL
+    cfg["model"].update(model)
+    cfg["data"].update(TINY_DATA)
+    cfg["data"]["unlabeled"] = {"folders": [str(unlabeled)], "batch_size": 4}
+    cfg["train"].update(TINY_TRAIN)
+    return cfg
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+def test_mgd_teachers_then_student_through_trainer(tmp_path: Path) -> None:
+    from slimseg_ros.training.partition import make_partition, materialize_partition, split_stems
+    from slimseg_ros.training.trainer import Trainer
+
+    paths = materialize_partition(DATA, make_partition(split_stems(DATA), "1/8", seed=0), tmp_path / "part")
+    assert len(list((paths["data"] / "train").iterdir())) == 46
+    assert len(list(paths["unlabeled"].iterdir())) == 321
+    for name in ("wide", "deep"):
+        cfg = tiny(f"mgd_teacher_{name}.yaml", paths["unlabeled"])
+        logs = Trainer(cfg, paths["data"], tmp_path / name, device="cpu", progress=False).run()
+        assert logs["checkpoints"] and logs["step"] == 1
+    cfg = tiny("slimseg_mgd_1of8.yaml", paths["unlabeled"])
+    cfg["extras"][0]["teachers"] = {n: str(tmp_path / n / "final") for n in ("wide", "deep")}
+    trainer = Trainer(cfg, paths["data"], tmp_path / "student", device="cpu", progress=False)
+    teachers = trainer.extras[0].nets
+    frozen = {n: {k: v.clone() for k, v in t.state_dict().items()} for n, t in teachers.items()}
+    student_before = {k: v.clone() for k, v in trainer.runner.state_dict().items()}
+    logs = trainer.train_step(next(iter(trainer.loader)), next(trainer._unlabeled_batches()))
+    for w in ("w1", "w0.5", "w0.25"):  # every width gets the MGD terms next to SlimSeg's
+        assert logs[f"{w}/mgd_pixel"] > 0 and logs[f"{w}/mgd_region"] > 0 and f"{w}/mgd_image" in logs
+        assert f"{w}/boundary_bce" in logs
+    assert "w0.5/kd" in logs and "w1/ce" in logs
+    changed = [k for k, v in trainer.runner.state_dict().items() if not torch.equal(v, student_before[k])]
+    assert any("encoder" in k for k in changed)
+    for n, t in teachers.items():  # frozen teachers: weights and BN statistics untouched
+        assert all(torch.equal(v, t.state_dict()[k]) for k, v in frozen[n].items())
+        assert not any(p.requires_grad for p in t.parameters())
+
+
+def test_mgd_step_needs_unlabelled_pairs() -> None:
+    from slimseg_ros.training.semi import split_pair
+
+    with pytest.raises(SlimsegError, match="unlabelled"):
+        split_pair(None, "mgd")
+    with pytest.raises(SlimsegError, match="at least 2"):
+        split_pair({"image": torch.zeros(1, 3, 8, 8)}, "mgd")
+    u0, u1 = split_pair({"image": torch.arange(5.0).view(5, 1, 1, 1)}, "mgd")
+    assert u0.flatten().tolist() == [0.0, 1.0] and u1.flatten().tolist() == [2.0, 3.0]

@@ -1,5 +1,9 @@
 """Labelled / unlabelled partitions of a training split for semi-supervised runs (MGD).
 
+    python -m slimseg_ros.training.partition --data ../shared/data/camvid --labeled-fraction 1/8 --seed 0 \\
+        --out runs/camvid_1of8 [--unlabeled-folder more_frames/]
+    slimseg train --config training/configs/slimseg_mgd_1of8.yaml --data runs/camvid_1of8/data ...
+
 A partition must be reproducible (same seed -> same files, on any machine) and auditable (the lists are
 saved with the run), so every arm of a comparison trains on exactly the same labelled images. The order is a
 seeded permutation of the sorted stems and the labelled set is its prefix, so for one seed the 1/16 set is
@@ -8,8 +12,11 @@ inside the 1/8 set, which is inside the 1/4 set: smaller fractions never see lab
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import random
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -128,3 +135,75 @@ def list_unlabeled_folder(folder: str | Path) -> list[Path]:
     if not files:
         raise SlimsegError(f"no images in unlabelled folder {folder}", "expected .jpg/.jpeg/.png files")
     return files
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    os.symlink(src.resolve(), dst)
+
+
+def materialize_partition(
+    root: str | Path,
+    partition: Partition,
+    out: str | Path,
+    extra_unlabeled: str | Path | None = None,
+    split: str = "train",
+) -> dict[str, Path]:
+    """A dataset folder holding only the labelled pairs (symlinks) + an unlabelled-image folder, for training.
+
+    `<out>/data` is a CamVid-layout root: `<split>/` + `<split>annot/` hold the labelled pairs only, every
+    other split folder and classes.json link to the original; `<out>/unlabeled/` links the unlabelled images
+    of the split (and the extra folder's frames). Nothing is copied; the lists are saved next to them.
+    """
+    root, out = Path(root).resolve(), Path(out)
+    data, unl = out / "data", out / "unlabeled"
+    for d in (data, unl):
+        if d.exists():
+            raise SlimsegError(f"{d} already exists", "pick a new --out (partitions are never overwritten)")
+    images = {p.stem: p for p in (root / split).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    for stem in partition.labeled:
+        _link(images[stem], data / split / images[stem].name)
+        _link(root / f"{split}annot" / f"{stem}.png", data / f"{split}annot" / f"{stem}.png")
+    for entry in root.iterdir():
+        if entry.name not in (split, f"{split}annot"):
+            _link(entry, data / entry.name)
+    for stem in partition.unlabeled:
+        _link(images[stem], unl / images[stem].name)
+    if extra_unlabeled is not None:
+        for i, f in enumerate(list_unlabeled_folder(extra_unlabeled)):
+            _link(f, unl / f"extra_{i:06d}_{f.name}")
+    unl.mkdir(parents=True, exist_ok=True)
+    save_partition(partition, out)
+    return {"data": data, "unlabeled": unl, "partition": out / "partition.json"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: draw a partition and lay it out for `slimseg train` (see the module docstring)."""
+    ap = argparse.ArgumentParser(
+        prog="python -m slimseg_ros.training.partition", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--data", required=True, help="CamVid-layout dataset root")
+    ap.add_argument("--labeled-fraction", required=True, help="1/16, 1/8, 1/4 or 1/2")
+    ap.add_argument("--seed", type=int, default=0, help="partition seed (same seed -> same files)")
+    ap.add_argument("--split", default="train", help="split to partition")
+    ap.add_argument("--unlabeled-folder", default=None, help="extra unlabelled frames to add")
+    ap.add_argument("--out", required=True, help="folder for data/, unlabeled/ and the file lists")
+    args = ap.parse_args(argv)
+    try:
+        part = make_partition(split_stems(args.data, args.split), args.labeled_fraction, args.seed)
+        paths = materialize_partition(args.data, part, args.out, args.unlabeled_folder, args.split)
+    except SlimsegError as exc:
+        print(f"partition: {exc}", file=sys.stderr)
+        return 2
+    n_unl = len(list(paths["unlabeled"].iterdir()))
+    print(
+        f"{len(part.labeled)} labelled, {n_unl} unlabelled images; train with --data {paths['data']} "
+        f"--set data.unlabeled.folders=[{paths['unlabeled']}]"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,8 +50,12 @@ class SlicedAdapter(nn.Module):
 
 
 def normalized_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean over locations of the L1 distance between per-location L2-normalised feature vectors."""
-    return (F.normalize(a, dim=1) - F.normalize(b, dim=1)).abs().sum(dim=1).mean()
+    """Mean absolute difference (nn.L1Loss) between per-location L2-normalised feature maps.
+
+    Mean over all elements, as the public reimplementations do; a per-location sum over channels would
+    scale with the code width and, at beta = 50, drown the CE term.
+    """
+    return F.l1_loss(F.normalize(a, dim=1), F.normalize(b, dim=1))
 
 
 def pool_to_bound(x: torch.Tensor, max_side: int) -> torch.Tensor:

@@ -1,0 +1,197 @@
+"""Semi-supervised step strategies: `method: mgd` (student) and `method: mgd_teacher` (teacher pre-training).
+
+Both take a labelled batch and an unlabelled batch from the trainer. The unlabelled batch is split in two
+halves (u0, u1) that are CutMix-ed with one box mask per pair: the mixed image goes through the network, and
+its target is the mix of the predictions on u0 and u1 under the SAME mask (as in MGD's reference code).
+
+mgd           every width of the slimmable student runs once on [labelled ; mixed]. Loss terms named `mgd_*`
+              see the whole batch with the frozen teachers' outputs in `ctx.extra["mgd"]` (pseudo-labels,
+              logits, features, from `prepare_mgd_extra`); every other term (SlimSeg's CE/OHEM, stepwise KD,
+              boundary) sees only the labelled part, exactly as in supervised SlimSeg.
+mgd_teacher   the teacher being trained gives its own pseudo-labels (no gradients, current weights) on u0
+              and u1; `mgd_pixel` with `teachers: [self]` asks its prediction on the mix to match the mixed
+              pseudo-labels (CutMix consistency, French et al. 2020; the reference code instead trains the
+              teachers jointly with cross pseudo supervision, which needs two networks in one run).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from slimseg_ros.training.cutmix import box_masks, mix_images
+from slimseg_ros.training.losses import LossContext, WeightedLoss
+from slimseg_ros.training.steps import StepStrategy, register_step
+
+from slimseg_ros.errors import SlimsegError
+
+_OHEM = {"name": "ce", "weight": 1.0, "ohem": True}  # OHEM CE as in the MGD reference code
+
+
+def split_pair(unlabeled: dict[str, Any] | None, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Halves (u0, u1) of the unlabelled batch: CutMix needs two images per mixed one."""
+    if unlabeled is None or "image" not in unlabeled:
+        raise SlimsegError(
+            f"method {method} needs unlabelled images",
+            "set data.unlabeled (e.g. {partition: {fraction: 1/8}}) in the config",
+        )
+    u = unlabeled["image"]
+    if u.shape[0] < 2:
+        raise SlimsegError(
+            f"method {method} needs an unlabelled batch of at least 2 images, got {u.shape[0]}",
+            "raise data.unlabeled.batch_size",
+        )
+    half = u.shape[0] // 2
+    return u[:half], u[half : 2 * half]
+
+
+def draw_masks(u0: torch.Tensor, cutmix: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
+    """One box mask per pair, on the images' device."""
+    n, _, h, w = u0.shape
+    return box_masks(n, h, w, generator=generator, device=u0.device, **cutmix)
+
+
+@torch.no_grad()
+def prepare_mgd_extra(
+    teachers: dict[str, Any],
+    labeled: torch.Tensor,
+    u0: torch.Tensor,
+    u1: torch.Tensor,
+    mask: torch.Tensor,
+    run: Any,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Teacher pseudo-labels, logits and features on [labelled ; mix(u0, u1)] for the mgd_* terms.
+
+    `run(images)` returns {teacher name: aux outputs}. Pseudo-labels of the mixed images are the argmax of
+    the teachers' logits on u0 and u1 mixed with the same mask; logits/features for the image- and
+    region-level terms are the teachers' outputs on the mixed image itself (what the student sees).
+    """
+    mixed = mix_images(u0, u1, mask)
+    on_l, on_u0, on_u1, on_mix = run(labeled), run(u0), run(u1), run(mixed)
+    out: dict[str, dict[str, torch.Tensor]] = {"pseudo": {}, "logits": {}, "feat": {}}
+    for name in teachers:
+        mixed_logits = mix_images(on_u0[name]["logits"], on_u1[name]["logits"], mask)
+        out["pseudo"][name] = torch.cat([on_l[name]["logits"].argmax(1), mixed_logits.argmax(1)])
+        out["logits"][name] = torch.cat([on_l[name]["logits"], on_mix[name]["logits"]])
+        out["feat"][name] = torch.cat([on_l[name]["feat"], on_mix[name]["feat"]])
+    return out
+
+
+class _SemiStep(StepStrategy):
+    """Shared loop: one forward per width on [labelled ; mixed], terms split by the batch part they need."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        specs = list(self.loss.names)
+        terms = cfg["loss"]["terms"] if cfg["loss"]["terms"] is not None else self.default_terms
+        self.semi_loss = WeightedLoss([t for t in terms if t["name"].startswith("mgd_")])
+        self.loss = WeightedLoss([t for t in terms if not t["name"].startswith("mgd_")])
+        if not any(n.startswith("mgd_") for n in specs):
+            raise SlimsegError(f"method {cfg['method']} has no mgd_* loss term", "add e.g. {name: mgd_pixel}")
+        # CutMix box parameters (training/cutmix.py box_masks keywords) under loss.cutmix; reference defaults
+        self.cutmix = dict(cfg["loss"].get("cutmix") or {})
+        if "prop_range" in self.cutmix:
+            self.cutmix["prop_range"] = tuple(self.cutmix["prop_range"])
+        seed = int(cfg.get("train", {}).get("seed", 0))
+        self.generator = torch.Generator().manual_seed(seed + 7919)  # CutMix boxes reproducible per run
+
+    def run_widths(
+        self,
+        runner: torch.nn.Module,
+        batch: dict[str, Any],
+        mixed: torch.Tensor,
+        semi: dict[str, Any],
+        extra: dict[str, Any],
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Every width on [labelled ; mixed]: supervised terms on the labelled slice, mgd_* on all of it."""
+        n_l = batch["image"].shape[0]
+        outs = runner(torch.cat([batch["image"], mixed]))
+        widths = sorted(outs)
+        total: torch.Tensor | None = None
+        logs: dict[str, float] = {}
+        full_extra = {**extra, "mgd": semi}
+        for w in sorted(widths, reverse=True):
+            t = self.teacher_of(w, widths)
+            teacher = None if t is None else {k: v[:n_l].detach() for k, v in outs[t].items()}
+            sup = LossContext(
+                student={k: v[:n_l] for k, v in outs[w].items()},
+                target=batch["label"],
+                width=w,
+                is_widest=w == widths[-1],
+                teacher=teacher,
+                boundary_gt=batch.get("boundary"),
+                ignore_index=self.ignore_index,
+                extra=extra,
+            )
+            whole = LossContext(
+                student=outs[w],
+                target=None,
+                width=w,
+                is_widest=w == widths[-1],
+                ignore_index=self.ignore_index,
+                extra=full_extra,
+            )
+            loss_s, parts_s = self.loss(sup)
+            loss_u, parts_u = self.semi_loss(whole)
+            total = loss_s + loss_u if total is None else total + loss_s + loss_u
+            logs.update({f"w{w:g}/{k}": v for k, v in {**parts_s, **parts_u}.items()})
+        assert total is not None
+        logs["loss"] = float(total.detach())
+        return total, logs
+
+
+@register_step("mgd")
+class MGDStep(_SemiStep):
+    """MGD student: SlimSeg terms on labelled pixels + MGD pixel/image/region terms with frozen teachers."""
+
+    default_terms = [
+        {**_OHEM, "on": "widest"},
+        {**_OHEM, "weight": 0.5, "on": "narrower"},
+        {"name": "kd", "weight": 1.0, "temperature": 1.0},
+        {"name": "boundary_bce", "weight": 1.0},
+        {"name": "boundary_guided", "weight": 0.5},
+        {"name": "mgd_pixel", "weight": 1.0, "teachers": ["wide", "deep"]},
+        {"name": "mgd_image", "weight": 1.0e-3, "teacher": "deep"},
+        {"name": "mgd_region", "weight": 100.0, "teacher": "wide"},
+    ]
+    needs_boundary = True
+
+    def compute(
+        self,
+        runner: torch.nn.Module,
+        batch: dict[str, Any],
+        unlabeled: dict[str, Any] | None,
+        extra: dict[str, Any],
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        provider = extra.get("mgd_teachers")
+        if provider is None:
+            raise SlimsegError("method mgd needs the frozen teachers", "add the `mgd` extras provider")
+        u0, u1 = split_pair(unlabeled, "mgd")
+        mask = draw_masks(u0, self.cutmix, self.generator)
+        semi = prepare_mgd_extra(provider.nets, batch["image"], u0, u1, mask, provider.run)
+        return self.run_widths(runner, batch, mix_images(u0, u1, mask), semi, extra)
+
+
+@register_step("mgd_teacher")
+class MGDTeacherStep(_SemiStep):
+    """MGD teacher pre-training: OHEM on labels + CutMix consistency with the network's own pseudo-labels."""
+
+    default_terms = [_OHEM, {"name": "mgd_pixel", "weight": 1.0, "teachers": ["self"]}]
+
+    def compute(
+        self,
+        runner: torch.nn.Module,
+        batch: dict[str, Any],
+        unlabeled: dict[str, Any] | None,
+        extra: dict[str, Any],
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        u0, u1 = split_pair(unlabeled, "mgd_teacher")
+        mask = draw_masks(u0, self.cutmix, self.generator)
+        with torch.no_grad():
+            widest = [max(self.model_cfg.widths)]
+            p0 = runner(u0, widths=widest)[widest[0]]["logits"]
+            p1 = runner(u1, widths=widest)[widest[0]]["logits"]
+            pseudo_u = mix_images(p0, p1, mask).argmax(1)
+        ignore = torch.full_like(batch["label"], self.ignore_index)  # labelled images learn from labels
+        semi = {"pseudo": {"self": torch.cat([ignore, pseudo_u])}, "logits": {}, "feat": {}}
+        return self.run_widths(runner, batch, mix_images(u0, u1, mask), semi, extra)
