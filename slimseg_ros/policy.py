@@ -382,6 +382,12 @@ class FpsPolicy(WidthPolicy):
             ratio = 1.0
             for k in range(lo, hi):
                 ratio *= self._pair_ratio(k, k + 1)
+            # A width is no slower than a wider one, so a ratio measured to an even wider width bounds the
+            # guess (after a jump 1.0 -> 0.5, the 0.5 -> 0.75 guess cannot exceed the measured 0.5 -> 1.0).
+            for k in range(hi + 1, len(self.widths)):
+                measured = self._ratios.get((self.widths[lo], self.widths[k]))
+                if measured is not None:
+                    ratio = min(ratio, measured)
         return current_latency * ratio if j > i else current_latency / ratio
 
     def _learn_ratio(self, lat_now: float) -> None:

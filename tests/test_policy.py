@@ -215,6 +215,16 @@ def test_fps_learns_the_ratio_after_a_failed_step_up_and_does_not_retry():
     assert p.width == 0.5
 
 
+def test_fps_guess_is_bounded_by_a_ratio_measured_to_a_wider_width():
+    # Costs claim 0.5 -> 0.75 is 4x; a jump 1.0 -> 0.5 measured 0.5 -> 1.0 at only 2x, which bounds the guess.
+    p = FpsPolicy(WIDTHS, target_fps=30, window=3, stable_s=1.0, costs=[1, 1, 4, 4.2])
+    fps_run(p, [0.050] * 3)  # 1.0 over budget; 0.75 predicted 47.6 ms, 0.5 predicted 11.9 ms -> jump to 0.5
+    assert p.width == 0.5
+    fps_run(p, [0.025] * 3, start=1.0)  # the jump measured latency(1.0) / latency(0.5) = 2
+    assert p.predict(0.75, 0.010) == pytest.approx(0.020)
+    assert p.predict(1.0, 0.010) == pytest.approx(0.020)
+
+
 def test_fps_narrowest_over_budget_stays_and_says_so():
     p = FpsPolicy(WIDTHS, target_fps=100, window=3, initial_width=0.25)
     d = fps_run(p, [0.050] * 5)[-1]
