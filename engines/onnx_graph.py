@@ -1,0 +1,56 @@
+"""The deployed graph of one width: uint8 camera image in, uint8 label map out, everything else inside.
+
+Putting the cast, normalisation, post-processing and argmax in the graph means the host moves one byte per
+pixel each way instead of one float per class per pixel, and every backend (ONNX Runtime, TensorRT, the
+PyTorch backend, which runs this same module) computes exactly the same thing.
+
+Post-processing modes:
+- `fast`: argmax on the 1/8-resolution logits, then nearest upsampling of the labels. The issue measured
+  bilinear upsampling of full-resolution logits as the dominant cost of narrow widths on a GPU.
+- `exact`: the network's own full-resolution logits (bilinear upsampling inside `subnet(x)`), then argmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POSTPROCESS_MODES = ("fast", "exact")
+
+
+class DeployGraph(nn.Module):
+    """Wraps a width's plain sub-network with input normalisation and label post-processing."""
+
+    def __init__(self, subnet: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 postprocess: str = "fast", keep_logits: bool = False) -> None:
+        super().__init__()
+        if postprocess not in POSTPROCESS_MODES:
+            raise ValueError(f"postprocess must be one of {POSTPROCESS_MODES}, got {postprocess!r}")
+        if postprocess == "fast" and not hasattr(subnet, "forward_lowres"):
+            raise ValueError("postprocess 'fast' needs subnet.forward_lowres (logits at 1/8 resolution)")
+        self.subnet = subnet
+        self.postprocess = postprocess
+        self.keep_logits = keep_logits
+        # 0-255 scale statistics, so the uint8 image is normalised without a separate /255.
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("inv_std", 1.0 / torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """image: uint8 [N,H,W,3] RGB -> labels uint8 [N,H,W] (and logits when keep_logits)."""
+        height, width = int(image.shape[1]), int(image.shape[2])
+        x = image.permute(0, 3, 1, 2).to(self.mean.dtype)
+        x = (x - self.mean) * self.inv_std
+        if self.postprocess == "fast":
+            logits = self.subnet.forward_lowres(x)
+            low = logits.argmax(dim=1, keepdim=True).to(x.dtype)  # class ids <= 255 are exact in fp16 too
+            labels = F.interpolate(low, size=(height, width), mode="nearest")[:, 0]
+        else:
+            logits = self.subnet(x)
+            labels = logits.argmax(dim=1)
+        labels = labels.to(torch.uint8)
+        if self.keep_logits:
+            return labels, logits.float()
+        return labels
