@@ -9,6 +9,7 @@ returns as the reason for rejecting a parameter change.
 from __future__ import annotations
 
 import math
+import operator
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -90,6 +91,19 @@ def _check_number(
         hb = ")" if high_open else "]"
         raise ValueError(f"{name} = {v:g} is out of range {lb}{low:g}, {high:g}{hb}")
     return v
+
+
+def _check_frames(value: Any) -> int:
+    """A frame count from YAML/ROS may arrive as 5, 5.0 or a numpy integer; anything else is an error."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    try:
+        frames = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        frames = None
+    if frames is None or not 1 <= frames <= 100:
+        raise ValueError(f"window must be an integer number of frames in [1, 100], got {value!r}")
+    return frames
 
 
 def _is_unknown(value: float | None) -> bool:
@@ -305,11 +319,7 @@ class FpsPolicy(WidthPolicy):
     ) -> None:
         super().__init__(widths)
         self.target_fps = _check_number("target_fps", target_fps, 0.0, 1000.0, low_open=True)
-        if isinstance(window, float) and window.is_integer():
-            window = int(window)  # YAML/ROS may hand over 5.0
-        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 100:
-            raise ValueError(f"window must be an integer number of frames in [1, 100], got {window!r}")
-        self.window = window
+        self.window = _check_frames(window)
         self.margin = _check_number("margin", margin, 0.0, 0.9)
         self.stable_s = _check_number("stable_s", stable_s, 0.0, 3600.0)
         if costs is None:

@@ -271,6 +271,9 @@ def test_fps_invalid_parameters_raise_with_reason(params, message):
 
 def test_fps_accepts_integral_float_window_from_yaml():
     assert make_policy("fps", WIDTHS, window=5.0).window == 5
+    assert make_policy("fps", WIDTHS, window=np.int64(7)).window == 7
+    with pytest.raises(ValueError, match="window must be an integer"):
+        make_policy("fps", WIDTHS, window=True)
 
 
 # ------------------------------------------------------------------------------------------------ budget
