@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""Node overhead between two processes: image in -> labels out round trips, frames lost, width switches.
+
+For each transport (Fast DDS default vs FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA) and frame size, this script
+starts `slimseg_node` as its own process, publishes rgb8 frames one at a time (next frame after the labels
+of the previous one, or after --timeout), and measures the round trip. Backend time comes from the node's
+own /diagnostics (inference p50/p95 over exactly those frames: one node process per run), so
+overhead = round trip - backend time (difference of percentiles). A bare echo process (this script with
+--echo: Image in, mono8 Image of the same size out, no inference) gives the middleware floor. Last, the
+node runs frames across --switches width changes (parameter service) and counts frames lost.
+
+    python scripts/bench_node.py --manifest /tmp/m/manifest.yaml --markdown docs/node_bench.md
+    python scripts/bench_node.py --export-test /tmp/bench_manifest     # export a small random model first
+
+Speed goals (node overhead <= 2 ms p50 at 480x360, <= 25 ms at 1920x1080, 0 frames lost on switches) are
+checked here, not in tests. The network cost does not enter the overhead, so a small manifest
+(e.g. 96x128 from --export-test) keeps the run short; the backend resizes each frame to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from slimseg_ros.image_codec import fill_image
+
+REPO = Path(__file__).resolve().parents[1]
+NODE_EXE = Path(sys.executable).parent / "slimseg_node"
+TRANSPORTS = {"default": None, "LARGE_DATA": "LARGE_DATA"}
+
+
+def qos(reliable: bool) -> QoSProfile:
+    return QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+    )
+
+
+def percentiles(values: list[float]) -> tuple[float | None, float | None]:
+    """p50/p95 in ms of seconds values; None when empty."""
+    if not values:
+        return None, None
+    p50, p95 = np.percentile(np.asarray(values) * 1e3, [50, 95])
+    return float(p50), float(p95)
+
+
+def test_frame(data: Path | None, width: int, height: int) -> np.ndarray:
+    """A real CamVid frame resized to the size (or a seeded random one when the data set is absent)."""
+    if data is not None and (data / "val").is_dir():
+        path = sorted((data / "val").glob("*"))[0]
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def transport_env(transport: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    if transport:
+        env["FASTDDS_BUILTIN_TRANSPORTS"] = transport
+    return env
+
+
+class Client:
+    """The measuring side: publishes frames, times the labels, reads the node's diagnostics."""
+
+    def __init__(
+        self, domain: int, namespace: str, out_ns: str, reliable: bool, transport: str | None
+    ) -> None:
+        # Fast DDS reads the variable when the participant is created: set it for this context only.
+        saved = os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+        if transport:
+            os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = transport
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(f"bench_{uuid.uuid4().hex[:6]}", context=self.context)
+        if saved is None:  # the participant exists now (created with the node): restore the environment
+            os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+        else:
+            os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = saved
+        self.pub = self.node.create_publisher(Image, f"{namespace}/image", qos(reliable))
+        self.received: dict[int, float] = {}
+        self.event = threading.Event()
+        self.node.create_subscription(Image, f"{out_ns}/labels", self._on_labels, qos(True))
+        self.diag: dict[str, str] = {}
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.params = self.node.create_client(SetParameters, f"{out_ns}/set_parameters")
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.out_ns = out_ns
+
+    def _on_labels(self, msg: Image) -> None:
+        self.received[msg.header.stamp.nanosec + msg.header.stamp.sec * 1_000_000_000] = time.perf_counter()
+        self.event.set()
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(self.out_ns):
+                self.diag = {kv.key: kv.value for kv in status.values}
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (
+                self.pub.get_subscription_count() > 0
+                and self.node.count_publishers(f"{self.out_ns}/labels") > 0
+            ):
+                time.sleep(1.0)  # let the reverse direction (labels) match as well
+                return
+            time.sleep(0.1)
+        raise SystemExit("bench: the node did not come up (see its log)")
+
+    def round_trip(self, rgb: np.ndarray, seq: int, timeout: float) -> float | None:
+        """Publish one frame and wait for its labels; the round trip in seconds or None if lost."""
+        msg = fill_image(Image(), rgb, "rgb8")
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 1, seq
+        msg.header.frame_id = "bench"
+        key = 1_000_000_000 + seq
+        self.event.clear()
+        sent = time.perf_counter()
+        self.pub.publish(msg)
+        deadline = sent + timeout
+        while key not in self.received:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return None
+            self.event.wait(remaining)
+            self.event.clear()
+        return self.received[key] - sent
+
+    def set_width(self, width: float, timeout: float = 5.0) -> bool:
+        value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(width))
+        future = self.params.call_async(
+            SetParameters.Request(parameters=[Parameter(name="width", value=value)])
+        )
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return bool(future.done() and future.result().results[0].successful)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def start_process(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "w") as handle:
+        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], echo: bool) -> dict:
+    """One process pair: frames at one size over one transport; returns the figures."""
+    width, height = size
+    domain = random.randint(1, 200)
+    namespace = f"/bench_{uuid.uuid4().hex[:8]}"
+    env = transport_env(TRANSPORTS[transport])
+    env["ROS_DOMAIN_ID"] = str(domain)
+    if echo:
+        out_ns = f"{namespace}/echo"
+        cmd = [
+            sys.executable,
+            __file__,
+            "--echo",
+            namespace,
+            "--reliable" if args.reliable else "--best-effort",
+        ]
+    else:
+        out_ns = f"{namespace}/slimseg_node"
+        cmd = [
+            str(NODE_EXE),
+            "--ros-args",
+            "-p",
+            f"manifest:={args.manifest}",
+            "-p",
+            f"backend:={args.backend}",
+            "-p",
+            f"width:={args.width}",
+            "-p",
+            f"reliable_qos:={str(args.reliable).lower()}",
+            "-p",
+            "diagnostics_period_s:=0.25",
+            "-r",
+            f"__ns:={namespace}",
+        ]
+    log = Path(args.log_dir) / f"{'echo' if echo else 'node'}_{transport}_{width}x{height}.log"
+    proc = start_process(cmd, env, log)
+    client = Client(domain, namespace, out_ns, args.reliable, TRANSPORTS[transport])
+    try:
+        client.wait_ready()
+        rgb = test_frame(args.data, width, height)
+        frames = args.frames if width * height <= 640 * 480 else args.frames_large
+        for i in range(args.warmup):
+            client.round_trip(rgb, i, args.timeout)
+        trips = [client.round_trip(rgb, args.warmup + i, args.timeout) for i in range(frames)]
+        ok = [t for t in trips if t is not None]
+        time.sleep(0.6)  # one more diagnostics period covering the last frame
+        result = {
+            "transport": transport,
+            "size": f"{width}x{height}",
+            "process": "echo" if echo else "node",
+            "qos": "reliable" if args.reliable else "best_effort",
+            "frames": frames,
+            "lost": frames - len(ok),
+        }
+        result["round_trip_p50_ms"], result["round_trip_p95_ms"] = percentiles(ok)
+        if not echo:
+            diag = client.diag
+            result["backend_p50_ms"] = _float(diag.get("inference_p50_ms"))
+            result["backend_p95_ms"] = _float(diag.get("inference_p95_ms"))
+            result["in_node_p50_ms"] = _float(diag.get("latency_from_receipt_p50_ms"))
+            for q in ("p50", "p95"):
+                trip, backend = result[f"round_trip_{q}_ms"], result[f"backend_{q}_ms"]
+                result[f"overhead_{q}_ms"] = None if trip is None or backend is None else trip - backend
+        return result
+    finally:
+        client.close()
+        stop_process(proc)
+
+
+def run_switches(args: argparse.Namespace, transport: str) -> dict:
+    """Frames across width switches at 480x360: each switch, then a frame; a frame without labels is lost."""
+    domain = random.randint(1, 200)
+    namespace = f"/bench_{uuid.uuid4().hex[:8]}"
+    env = transport_env(TRANSPORTS[transport])
+    env["ROS_DOMAIN_ID"] = str(domain)
+    cmd = [
+        str(NODE_EXE),
+        "--ros-args",
+        "-p",
+        f"manifest:={args.manifest}",
+        "-p",
+        f"backend:={args.backend}",
+        "-p",
+        f"reliable_qos:={str(args.reliable).lower()}",
+        "-r",
+        f"__ns:={namespace}",
+    ]
+    proc = start_process(cmd, env, Path(args.log_dir) / f"node_switches_{transport}.log")
+    client = Client(domain, namespace, f"{namespace}/slimseg_node", args.reliable, TRANSPORTS[transport])
+    widths = [0.25, 0.5, 0.75, 1.0]
+    try:
+        client.wait_ready()
+        rgb = test_frame(args.data, 480, 360)
+        client.round_trip(rgb, 0, args.timeout)
+        lost = refused = 0
+        trips = []
+        for i in range(args.switches):
+            if not client.set_width(widths[i % len(widths)]):
+                refused += 1
+            trip = client.round_trip(rgb, i + 1, args.timeout)
+            lost += trip is None
+            if trip is not None:
+                trips.append(trip)
+        p50, p95 = percentiles(trips)
+        return {
+            "transport": transport,
+            "switches": args.switches,
+            "lost": lost,
+            "refused": refused,
+            "round_trip_p50_ms": p50,
+            "round_trip_p95_ms": p95,
+        }
+    finally:
+        client.close()
+        stop_process(proc)
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "n/a") else None
+    except ValueError:
+        return None
+
+
+def echo_server(namespace: str, reliable: bool) -> None:
+    """The floor: receive rgb8, publish a mono8 image of the same size (channel 0) with the same header."""
+    rclpy.init()
+    node = rclpy.create_node("echo", namespace=namespace)
+    pub = node.create_publisher(Image, "~/labels", qos(True))
+
+    def on_image(msg: Image) -> None:
+        pixels = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)[..., 0]
+        pub.publish(fill_image(Image(header=msg.header), pixels, "mono8"))
+
+    node.create_subscription(Image, "image", on_image, qos(reliable))
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def markdown(results: list[dict], switches: list[dict], command: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        f"Command: `{command}`  ",
+        f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"RMW {os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp (default)')}",
+        "",
+        "| process | transport | size | input QoS | frames | lost | round trip p50 / p95 ms | "
+        "backend p50 / p95 ms | overhead p50 / p95 ms | overhead above echo p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    floors = {(r["transport"], r["size"]): r["round_trip_p50_ms"] for r in results if r["process"] == "echo"}
+    for r in results:
+        floor = floors.get((r["transport"], r["size"]))
+        above = None
+        if r["process"] == "node" and floor is not None and r.get("overhead_p50_ms") is not None:
+            above = r["overhead_p50_ms"] - floor
+        lines.append(
+            f"| {r['process']} | {r['transport']} | {r['size']} | {r['qos']} | {r['frames']} | {r['lost']} | "
+            f"{fmt(r['round_trip_p50_ms'])} / {fmt(r['round_trip_p95_ms'])} | "
+            f"{fmt(r.get('backend_p50_ms'))} / {fmt(r.get('backend_p95_ms'))} | "
+            f"{fmt(r.get('overhead_p50_ms'))} / {fmt(r.get('overhead_p95_ms'))} | {fmt(above)} |"
+        )
+    lines += [
+        "",
+        "| width switches | transport | frames lost | switches refused | round trip p50 / p95 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for s in switches:
+        lines.append(
+            f"| {s['switches']} | {s['transport']} | {s['lost']} | {s['refused']} | "
+            f"{fmt(s['round_trip_p50_ms'])} / {fmt(s['round_trip_p95_ms'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", help="manifest.yaml of an export (small input size keeps it fast)")
+    parser.add_argument(
+        "--export-test", metavar="DIR", help="export a random 96x128 test model to DIR and use it"
+    )
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--width", type=float, default=0.25, help="network width for the latency runs")
+    parser.add_argument("--sizes", default="480x360,1920x1080", help="frame sizes WxH, comma-separated")
+    parser.add_argument("--transports", default="default,LARGE_DATA", help=f"from {', '.join(TRANSPORTS)}")
+    parser.add_argument("--frames", type=int, default=100, help="frames per run up to 640x480")
+    parser.add_argument("--frames-large", type=int, default=60, help="frames per run above 640x480")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=1.0, help="seconds before a frame counts as lost")
+    parser.add_argument("--switches", type=int, default=100, help="width switches (0 to skip)")
+    parser.add_argument("--no-echo", action="store_true", help="skip the bare echo floor")
+    qos_group = parser.add_mutually_exclusive_group()
+    qos_group.add_argument("--reliable", action="store_true", help="reliable input QoS")
+    qos_group.add_argument(
+        "--best-effort", dest="reliable", action="store_false", help="sensor-data QoS (default)"
+    )
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("SLIMSEG_DATA", REPO.parent / "shared/data/camvid"))
+    )
+    parser.add_argument("--json", help="write the figures as JSON")
+    parser.add_argument("--markdown", help="write a markdown table (with the command and machine)")
+    parser.add_argument("--log-dir", default="/tmp/slimseg_bench_node", help="process logs")
+    parser.add_argument("--echo", metavar="NAMESPACE", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.echo:
+        echo_server(args.echo, args.reliable)
+        return 0
+    if args.export_test:
+        sys.path.insert(0, str(REPO / "tests"))
+        from exported import export_test_manifest
+
+        args.manifest = str(export_test_manifest(args.export_test))
+    if not args.manifest:
+        parser.error("--manifest or --export-test is required")
+    Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    transports = [t.strip() for t in args.transports.split(",")]
+    results, switches = [], []
+    for transport in transports:
+        for size in sizes:
+            for echo in [False] if args.no_echo else [True, False]:
+                r = run_one(args, transport, size, echo)
+                print(json.dumps(r), flush=True)
+                results.append(r)
+        if args.switches:
+            s = run_switches(args, transport)
+            print(json.dumps(s), flush=True)
+            switches.append(s)
+    command = "python scripts/bench_node.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    table = markdown(results, switches, command)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": results, "switches": switches}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
