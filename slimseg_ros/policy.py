@@ -117,8 +117,8 @@ def _is_unknown(value: float | None) -> bool:
 
 
 def _pct(fraction: float) -> str:
-    """Battery as a percentage rounded down, so 0.59999 never prints as the 60% it is below."""
-    return f"{math.floor(fraction * 1000.0 + 1e-9) / 10.0:g}%"
+    """Battery as a percentage to 0.1% (BatteryState's float32 0.7 reads 0.69999999, which is 70%)."""
+    return f"{round(fraction * 100.0, 1):g}%"
 
 
 def _ms(seconds: float) -> str:
@@ -272,10 +272,13 @@ class BatteryPolicy(WidthPolicy):
         b = min(max(b, 0.0), 1.0)
         low = self.allowed_index(b)
         if low < cur:
+            # Name the threshold that binds: the one the level is below, just above the width it lands on.
+            threshold = _pct(self.thresholds[low])
+            level = f"{_pct(b)} below" if _pct(b) != threshold else "just below"
             return self._decide(
                 self.widths[low],
-                f"battery {_pct(b)} below {_pct(self.thresholds[cur - 1])} "
-                f"(needed for width {self._width:g}): width {self._width:g} -> {self.widths[low]:g}",
+                f"battery {level} {threshold} (needed for width {self.widths[low + 1]:g}): "
+                f"width {self._width:g} -> {self.widths[low]:g}",
             )
         up = self.allowed_index(b, self.hysteresis)
         if up > cur:

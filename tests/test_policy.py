@@ -78,7 +78,13 @@ def test_battery_drop_through_several_thresholds_jumps_at_once():
     p = BatteryPolicy(WIDTHS)
     d = p.update(Observation(0.0, battery=0.1))
     assert (d.width, d.changed) == (0.25, True)
-    assert "below" in d.reason
+    assert d.reason == "battery 10% below 20% (needed for width 0.5): width 1 -> 0.25"
+
+
+def test_battery_reason_reads_float32_levels_as_published():
+    p = BatteryPolicy(WIDTHS)
+    assert p.update(Observation(0.0, battery=float(np.float32(0.7)))).reason == "battery 70%: widest width 1"
+    assert p.update(Observation(0.1, battery=0.5999999)).reason.startswith("battery just below 60%")
 
 
 def test_battery_rises_only_past_threshold_plus_hysteresis():
