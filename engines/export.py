@@ -86,13 +86,10 @@ def load_eval_json(path: str | Path) -> dict[float, dict[str, Any]]:
 
 
 def flops_and_params(subnet: Any, height: int, width: int) -> tuple[float, int]:
-    """FLOPs of one forward at the export size (torch.utils.flop_counter) and the parameter count."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one forward at the export size and parameters, counted by training/flops.py."""
+    from slimseg_ros.training.flops import count_flops, count_params
 
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        subnet(torch.zeros(1, 3, height, width))
-    return float(counter.get_total_flops()), int(sum(p.numel() for p in subnet.parameters()))
+    return float(count_flops(subnet, height, width)), int(count_params(subnet))
 
 
 def _class_table(meta: dict[str, Any]) -> list[dict[str, Any]]:
