@@ -356,9 +356,8 @@ class FpsPolicy(WidthPolicy):
         self._samples: deque[float] = deque(maxlen=self.window)
         self._stable_since: float | None = None
         self._last_median: dict[float, float] = {}
-        self._ratios: dict[
-            tuple[float, float], float
-        ] = {}  # (narrow, wide) -> latency(wide) / latency(narrow)
+        # (narrow width, wide width) -> latency(wide) / latency(narrow), measured across switches
+        self._ratios: dict[tuple[float, float], float] = {}
         self._pending_ratio: tuple[float, float] | None = None  # (previous width, its median) at the switch
 
     def describe(self) -> dict[str, Any]:
@@ -439,8 +438,7 @@ class FpsPolicy(WidthPolicy):
                 self._width, f"no valid latency measurement ({lat!r}): keeping width {self._width:g}"
             )
         self._samples.append(float(lat))
-        med = self.smoothed_latency()
-        assert med is not None
+        med = median(self._samples)
         self._last_median[self._width] = med
         self._learn_ratio(med)
         budget = self.budget_s
