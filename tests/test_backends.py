@@ -1,0 +1,155 @@
+"""Backends: ONNX Runtime and PyTorch agree on real frames, resize to/from input size, survive bad files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from exported import DATA, camvid_frames, export_test_manifest
+
+from slimseg_ros.backends import WidthUnavailable, auto_candidates, create_backend
+from slimseg_ros.backends.base import to_frame_size, to_input_size
+from slimseg_ros.errors import SlimsegError
+from slimseg_ros.manifest import Manifest, sha256_file
+
+H, W = 96, 128
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def manifest_path(tmp_path_factory):
+    return export_test_manifest(tmp_path_factory.mktemp("backends") / "export", height=H, width=W)
+
+
+@pytest.fixture(scope="module")
+def ort(manifest_path):
+    backend = create_backend("onnxruntime", manifest_path, threads=1)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    images, _ = camvid_frames("val", count=2, step=50)  # full 360x480 frames: exercises the resize path
+    if not images:
+        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+    return images
+
+
+@pytest.fixture()
+def export_copy(tmp_path, manifest_path):
+    """A private copy of the export folder that a test may damage."""
+    dst = tmp_path / "copy"
+    shutil.copytree(manifest_path.parent, dst)
+    return dst
+
+
+def test_onnxruntime_and_torch_agree(manifest_path, ort, frames):
+    tb = create_backend("torch", manifest_path, threads=2)
+    assert tb.name == "torch-cpu" and tb.widths == ort.widths == [0.25, 0.5, 0.75, 1.0]
+    for w in ort.widths:
+        for image in frames:
+            a, b = ort.infer(image, w), tb.infer(image, w)
+            assert a.shape == b.shape == image.shape[:2] and a.dtype == b.dtype == np.uint8
+            assert (a == b).mean() >= 0.999, f"width {w}: {(a == b).mean():.5f}"
+            assert len(np.unique(a)) >= 2, "constant label map: comparison would be vacuous"
+    tb.close()
+
+
+def test_resize_to_and_from_input_size(ort, frames):
+    image = frames[0]
+    assert image.shape[:2] != (H, W)
+    labels = ort.infer(image, 0.5)
+    small = ort.infer(cv2.resize(image, (W, H), interpolation=cv2.INTER_LINEAR), 0.5)
+    assert labels.shape == image.shape[:2]
+    assert np.array_equal(labels, cv2.resize(small, (image.shape[1], image.shape[0]),
+                                             interpolation=cv2.INTER_NEAREST))
+    # the helpers themselves: identity at the input size, nearest (no blended ids) on the way back
+    same = np.ascontiguousarray(image[:H, :W])
+    assert to_input_size(same, (H, W)) is same
+    ids = np.array([[0, 9], [3, 5]], np.uint8)
+    assert set(np.unique(to_frame_size(ids, (7, 9)))) == {0, 9, 3, 5}
+
+
+def test_bad_images_are_clear_errors(ort):
+    with pytest.raises(SlimsegError, match="HxWx3"):
+        ort.infer(np.zeros((H, W), np.uint8), 0.25)
+    with pytest.raises(SlimsegError, match="uint8"):
+        ort.infer(np.zeros((H, W, 3), np.float32), 0.25)
+    with pytest.raises(SlimsegError, match="numpy array"):
+        ort.infer([[1, 2, 3]], 0.25)
+    with pytest.raises(WidthUnavailable, match="not in the manifest"):
+        ort.infer(np.zeros((H, W, 3), np.uint8), 0.3)
+
+
+def test_corrupt_onnx_disables_only_its_width(export_copy):
+    manifest = Manifest.load(export_copy)
+    target = manifest.onnx_path(0.5)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    target.write_bytes(bytes(data))
+    backend = create_backend("onnxruntime", export_copy / "manifest.yaml", threads=1)
+    assert backend.widths == [0.25, 0.75, 1.0]
+    assert "sha256 mismatch" in backend.disabled[0.5]
+    image = np.full((H, W, 3), 90, np.uint8)
+    assert backend.infer(image, 0.75).shape == (H, W)
+    with pytest.raises(WidthUnavailable, match="disabled.*sha256"):
+        backend.infer(image, 0.5)
+    backend.close()
+
+
+def test_unloadable_or_missing_file_disables_its_width(export_copy):
+    manifest = Manifest.load(export_copy)
+    garbage = manifest.onnx_path(0.25)
+    garbage.write_bytes(b"not an onnx model")  # sha256 updated below, so only the load itself can fail
+    manifest.entry(0.25)["onnx"]["sha256"] = sha256_file(garbage)
+    manifest.onnx_path(1.0).unlink()
+    manifest.save()
+    backend = create_backend("onnxruntime", export_copy, threads=1)
+    assert backend.widths == [0.5, 0.75]
+    assert "could not load" in backend.disabled[0.25]
+    assert "not found" in backend.disabled[1.0]
+    backend.close()
+
+
+def test_no_usable_width_is_an_error(export_copy):
+    for f in export_copy.glob("*.onnx"):
+        f.unlink()
+    with pytest.raises(SlimsegError, match="no usable width"):
+        create_backend("onnxruntime", export_copy, threads=1)
+
+
+def test_auto_and_unknown_names(manifest_path):
+    candidates = auto_candidates()
+    assert candidates[-1] == "onnxruntime-cpu"  # always the last resort here
+    backend = create_backend("auto", manifest_path)
+    assert backend.name == candidates[0]
+    backend.close()
+    with pytest.raises(SlimsegError, match="unknown backend"):
+        create_backend("openvino", manifest_path)
+    with pytest.raises(SlimsegError, match="not available"):
+        create_backend("onnxruntime-tensorrt", manifest_path)
+
+
+def test_closed_backend_refuses(manifest_path):
+    backend = create_backend("onnxruntime", manifest_path, threads=1)
+    backend.close()
+    backend.close()  # idempotent
+    with pytest.raises(SlimsegError, match="closed"):
+        backend.infer(np.zeros((H, W, 3), np.uint8), 0.25)
+
+
+def test_runtime_backend_imports_no_torch(manifest_path):
+    code = (
+        "import sys, numpy as np\n"
+        "from slimseg_ros.backends import create_backend\n"
+        f"b = create_backend('onnxruntime', r'{manifest_path}', threads=1)\n"
+        f"assert b.infer(np.zeros(({H}, {W}, 3), np.uint8), 0.25).shape == ({H}, {W})\n"
+        "assert 'torch' not in sys.modules, 'runtime path imported torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
