@@ -93,6 +93,15 @@ def test_foreign_safetensors(saved: tuple[SlimSegNet, Path], tmp_path: Path) -> 
         load_checkpoint(stem)
 
 
+def test_siblings_from_different_architectures(saved: tuple[SlimSegNet, Path], tmp_path: Path) -> None:
+    stem = _copy(saved[1], tmp_path / "m")
+    small = ModelConfig(arch="resnet18", num_classes=3, widths=(0.25,))
+    other = save_checkpoint(tmp_path / "r", SlimSegNet(small), META)
+    stem.with_suffix(".safetensors").write_bytes(other.with_suffix(".safetensors").read_bytes())
+    with pytest.raises(SlimsegError, match="saved from a resnet18 model, but its metadata .*mobilenetv2"):
+        load_checkpoint(stem)
+
+
 def test_weights_of_another_model(saved: tuple[SlimSegNet, Path], tmp_path: Path) -> None:
     stem = _copy(saved[1], tmp_path / "m")
     meta = json.loads(stem.with_suffix(".json").read_text())

@@ -38,6 +38,14 @@ def test_conv_slices_the_widest_weight() -> None:
     torch.testing.assert_close(y, ref)
 
 
+def test_narrow_width_trains_only_its_slice() -> None:
+    conv = SlimmableConv2d(WIDTHS, channels(WIDTHS, 16), channels(WIDTHS, 32), 3)
+    set_width(conv, 0.25)
+    conv(torch.randn(1, 8, 6, 6)).square().sum().backward()
+    assert conv.weight.grad[:8, :8].abs().sum() > 0
+    assert conv.weight.grad[8:].abs().sum() == 0 and conv.weight.grad[:, 8:].abs().sum() == 0
+
+
 def test_depthwise_groups_follow_width() -> None:
     ch = channels(WIDTHS, 32)
     conv = SlimmableConv2d(WIDTHS, ch, ch, 3, depthwise=True)

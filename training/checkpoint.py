@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from slimseg_ros.training.model import ModelConfig, SlimSegNet
 
@@ -93,12 +93,19 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     return meta
 
 
-def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
+def _read_weights(weights: Path, arch: str) -> dict[str, torch.Tensor]:
     try:
-        return load_file(str(weights))
+        with safe_open(str(weights), framework="pt") as f:
+            header = f.metadata() or {}
+        state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise SlimsegError(f"checkpoint weights {weights} are unreadable: {exc}",
                            "the file is corrupt, truncated or not safetensors") from exc
+    if header.get("arch", arch) != arch:
+        raise SlimsegError(f"checkpoint weights {weights} were saved from a {header['arch']} model, "
+                           f"but its metadata file describes {arch}",
+                           "the .safetensors and .json files belong to different checkpoints")
+    return state
 
 
 def _check_state(weights: Path, state: dict[str, torch.Tensor], model: SlimSegNet, arch: str) -> None:
@@ -134,7 +141,7 @@ def load_checkpoint(path: str | Path) -> tuple[SlimSegNet, dict[str, Any]]:
         cfg = ModelConfig.from_dict(meta["model"])
     except SlimsegError as exc:
         raise SlimsegError(f"checkpoint metadata {meta_path}: {exc}", exc.hint) from exc
-    state = _read_weights(weights)
+    state = _read_weights(weights, cfg.arch)
     model = SlimSegNet(cfg)
     _check_state(weights, state, model, cfg.arch)
     model.load_state_dict(state, strict=True)
