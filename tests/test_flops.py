@@ -59,3 +59,12 @@ def test_info_from_checkpoint_and_bad_input(tmp_path: Path, capsys: pytest.Captu
     assert main(["info", "--ckpt", str(tmp_path / "nope")]) == 2
     assert "nope.json does not exist" in capsys.readouterr().err
     assert main(["info", "--widths", "0.5", "2"]) == 2
+
+
+def test_single_width_model_matches_that_width_of_the_slimmable_one() -> None:
+    """The independent per-width baseline (widths=[w]) must be the same architecture as width w."""
+    slim = SlimSegNet(ModelConfig(arch="mobilenetv2", widths=(0.25, 0.5, 1.0)))
+    alone = SlimSegNet(ModelConfig(arch="mobilenetv2", widths=(0.5,)))
+    a, b = slim.subnet(0.5), alone.subnet(0.5)
+    assert count_params(a) == count_params(b)
+    assert count_flops(a, 64, 64) == count_flops(b, 64, 64)
