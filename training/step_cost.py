@@ -1,0 +1,152 @@
+"""Step time and peak memory of one training configuration, so a user can size a run before starting it.
+
+Builds the real Trainer from the config, runs `--warmup` steps, then times `--steps` more (synchronising
+CUDA; data loading is not timed), and prints the median / p90 step time and the peak memory:
+`torch.cuda.max_memory_allocated` on GPU, the process's peak RSS on CPU (includes Python and torch).
+Teachers or autoencoders the config names but that do not exist yet (you are sizing the run before training
+them) are replaced by untrained stand-ins of the right architecture: a step costs the same whatever the
+weights.
+
+    python -m slimseg_ros.training.step_cost --config training/configs/slimseg_mgd_1of8.yaml \\
+        --data runs/camvid_1of8/data --steps 20 [--set train.batch_size=8 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimseg_ros.errors import SlimsegError
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def _stand_in(path: str, model: dict[str, Any], tmp: Path) -> str:
+    """An untrained checkpoint of `model` when `path` does not exist yet."""
+    from slimseg_ros.training.checkpoint import checkpoint_paths, save_checkpoint
+    from slimseg_ros.training.model import ModelConfig, SlimSegNet
+
+    if checkpoint_paths(path)[0].is_file():
+        return path
+    stem = tmp / f"stand_in_{abs(hash(path))}"
+    save_checkpoint(stem, SlimSegNet(ModelConfig.from_dict(model)), {"train": {}, "step": 0})
+    return str(stem)
+
+
+def _teacher_model(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Model section of the shipped MGD teacher config `name` (wide/deep), else the student's."""
+    import yaml
+
+    path = CONFIGS / f"mgd_teacher_{name}.yaml"
+    if path.is_file():
+        return {**cfg["model"], **(yaml.safe_load(path.read_text()).get("model") or {})}
+    return cfg["model"]
+
+
+def with_stand_ins(cfg: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Copy of cfg whose missing teacher/autoencoder files are replaced by untrained stand-ins."""
+    from slimseg_ros.training.autoencoder import FeatureAutoencoder, save_autoencoder
+    from slimseg_ros.training.model import ModelConfig
+
+    cfg = copy.deepcopy(cfg)
+    for spec in cfg.get("extras") or []:
+        if "teacher" in spec and spec["teacher"] != "self":
+            spec["teacher"] = _stand_in(spec["teacher"], cfg["model"], tmp)
+        if "teachers" in spec:
+            spec["teachers"] = {
+                n: _stand_in(p, _teacher_model(n, cfg), tmp) for n, p in spec["teachers"].items()
+            }
+        ae = spec.get("autoencoder")
+        if ae and not Path(ae).with_suffix(".safetensors").is_file():
+            code = next((t["code_channels"] for t in cfg["loss"]["terms"] or [] if "code_channels" in t), 64)
+            feat = ModelConfig.from_dict(cfg["model"]).decoder_channels
+            spec["autoencoder"] = str(save_autoencoder(FeatureAutoencoder(feat, code), tmp / "stand_in_ae"))
+    return cfg
+
+
+def measure(
+    cfg: dict[str, Any], data: str | Path, steps: int, warmup: int, device: str | None
+) -> dict[str, Any]:
+    """Median/p90 seconds per optimizer step and peak memory (MiB) of `cfg` on `device`."""
+    from slimseg_ros.training.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_cfg = with_stand_ins(cfg, Path(tmp))
+        trainer = Trainer(run_cfg, data, Path(tmp) / "run", device=device, progress=False)
+        cuda = trainer.device.type == "cuda"
+        unl = trainer._unlabeled_batches() if trainer.unlabeled_loader is not None else None
+        batches = iter(trainer.loader)
+        times: list[float] = []
+        for i in range(warmup + steps):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                batches = iter(trainer.loader)
+                batch = next(batches)
+            unlabeled = next(unl) if unl is not None else None  # data loading stays outside the clock
+            if i == warmup and cuda:
+                torch.cuda.reset_peak_memory_stats(trainer.device)
+            if cuda:
+                torch.cuda.synchronize(trainer.device)
+            t0 = time.perf_counter()
+            trainer.train_step(batch, unlabeled)
+            if cuda:
+                torch.cuda.synchronize(trainer.device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        if cuda:
+            peak = torch.cuda.max_memory_allocated(trainer.device) / 2**20
+            kind = f"gpu ({torch.cuda.get_device_name(trainer.device)})"
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+            kind = f"cpu ({torch.get_num_threads()} threads, process peak RSS)"
+    times.sort()
+    return {
+        "method": cfg["method"],
+        "batch_size": cfg["train"]["batch_size"],
+        "unlabeled_batch": (cfg["data"].get("unlabeled") or {}).get("batch_size"),
+        "crop": cfg["data"]["crop"],
+        "step_s_median": round(statistics.median(times), 4),
+        "step_s_p90": round(times[min(len(times) - 1, int(0.9 * len(times)))], 4),
+        "peak_mib": round(peak, 1),
+        "memory": kind,
+        "steps_timed": len(times),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI (see the module docstring); prints one JSON line."""
+    ap = argparse.ArgumentParser(
+        prog="python -m slimseg_ros.training.step_cost", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--config", required=True, help="training YAML")
+    ap.add_argument("--data", required=True, help="dataset root (CamVid layout)")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, cudnn autotune)")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    args = ap.parse_args(argv)
+    from slimseg_ros.training.config import load_config
+
+    try:
+        cfg = load_config(args.config, args.set)
+        result = measure(cfg, args.data, max(1, args.steps), max(0, args.warmup), args.device)
+    except SlimsegError as exc:
+        print(f"step_cost: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"config": args.config, "overrides": args.set, **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
