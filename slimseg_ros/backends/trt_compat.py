@@ -7,6 +7,7 @@ everywhere, while the TensorRT layer that acts on the decision stays thin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,21 +52,21 @@ def decide_plan(
     target: TrtTarget,
     precision: str,
     has_onnx: bool,
-    plan_exists: bool = True,
+    plan_ok: Callable[[dict[str, Any]], bool] = lambda plan: True,
     width: float | None = None,
 ) -> PlanDecision:
     """The action for one width: use a matching plan, rebuild a stale one from ONNX, or refuse without ONNX.
 
-    `plans` are the width's recorded engines; `plan_exists` says whether the matching plan's file is on disk.
-    Raises SlimsegError when a build is needed but there is no ONNX file to build from.
+    `plans` are the width's recorded engines; `plan_ok(plan)` says whether a plan's file is present and intact
+    (exists, sha256 matches). Raises SlimsegError when a build is needed but there is no ONNX to build from.
     """
     label = f"width {width:g}: " if width is not None else ""
     same_precision = [p for p in plans if p.get("precision") == precision]
     for plan in same_precision:
         if mismatch(plan, target) is None:
-            if plan_exists:
+            if plan_ok(plan):
                 return PlanDecision(USE, plan, f"{label}{precision} plan matches TensorRT and GPU")
-            reason = f"{label}{precision} plan file {plan.get('file')} is missing"
+            reason = f"{label}{precision} plan file {plan.get('file')} is missing or corrupt"
             return _need_build(REBUILD, plan, reason, has_onnx)
     if same_precision:
         stale = same_precision[0]
