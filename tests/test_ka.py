@@ -189,3 +189,18 @@ def test_ka_autoencoder_stage_then_ka_training_through_trainer(tmp_path: Path) -
     assert not torch.equal(adapter.detach(), adapter_before)  # adapters are optimised with the model
     assert all(torch.equal(v, provider.teacher.state_dict()[k]) for k, v in frozen.items())  # incl. BN stats
     assert all(torch.equal(v, provider.ae.state_dict()[k]) for k, v in ae_before.items())
+
+
+def test_step_cost_stand_ins_replace_missing_teacher_and_autoencoder(tmp_path: Path) -> None:
+    """Sizing a KA run before its teacher exists: untrained stand-ins of the right shapes are written."""
+    from slimseg_ros.training.checkpoint import load_checkpoint
+    from slimseg_ros.training.config import load_config
+    from slimseg_ros.training.step_cost import with_stand_ins
+
+    cfg = load_config(CONFIGS / "slimseg_ka.yaml")
+    out = with_stand_ins(cfg, tmp_path)
+    spec = out["extras"][0]
+    net, _ = load_checkpoint(spec["teacher"])
+    ae, _ = load_autoencoder(spec["autoencoder"])
+    assert net.cfg.decoder_channels == ae.in_channels == 128 and ae.code_channels == 64
+    assert cfg["extras"][0]["teacher"] == "runs/camvid_slimseg/final"  # the input config is not modified
