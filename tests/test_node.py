@@ -453,6 +453,24 @@ def test_compressed_input(running, frames, backend) -> None:
 
 
 @pytest.mark.slow
+def test_labels_at_network_size_scale_camera_info(running, frames, expected) -> None:
+    harness, _, _ = running
+    ok, reason = harness.set_param("labels_at_network_size", True)
+    assert ok, reason
+    key = harness.send(frames[0])
+    msg = harness.wait_labels(key)
+    assert (msg.height, msg.width) == (96, 128)
+    small = cv2.resize(expected(0, 1.0), (128, 96), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(np.frombuffer(msg.data, np.uint8).reshape(96, 128), small)
+    wait_until(lambda: key in harness.infos, 5, "scaled camera_info")
+    info = harness.infos[key]
+    assert (info.height, info.width) == (96, 128)
+    assert info.k[0] == pytest.approx(400 * 128 / 480) and info.k[5] == pytest.approx(180 * 96 / 360)
+    ok, reason = harness.set_param("labels_at_network_size", False)
+    assert ok, reason
+
+
+@pytest.mark.slow
 def test_enable_service_pauses_and_resumes(running, frames) -> None:
     harness, _, _ = running
     reply = harness.call(harness.enable, SetBool.Request(data=False))
