@@ -1,0 +1,220 @@
+"""latency per width of a manifest's models on a backend
+
+Times `backend.infer(frame, width)` (host frame in, host labels out: what the node pays per frame) for each
+width, interleaving widths in short blocks so load changes on a shared machine hit every width alike.
+Frames are real images from --data (resized to the input size beforehand, so resize is not timed) or seeded
+random ones. Reports p50/p95 latency, fps, ms per GFLOP and the ratios to the widest width; optionally
+records them in the manifest (latency.<backend>) and in a markdown file with the command and the machine.
+
+examples:
+  slimseg bench --manifest models/export/manifest.yaml --backend onnxruntime-cpu --threads 2 --frames 100
+  slimseg bench --manifest models/export/manifest.yaml --backend onnxruntime-cpu --threads 2 \\
+      --data ../shared/data/camvid --update-manifest --markdown docs/bench.md
+  slimseg bench --manifest models/export_1024x2048/manifest.yaml --backend torch-cuda --frames 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimseg_ros.backends import BACKEND_NAMES, Backend, create_backend
+from slimseg_ros.errors import SlimsegError
+from slimseg_ros.manifest import Manifest
+
+BLOCK = 10  # frames per width before moving to the next width
+
+
+def machine_description(backend: Backend) -> str:
+    """CPU model and cores, OS, and the versions of the runtime that produced the figures."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"{cpu}, {cores} cores available", f"{platform.system()} {platform.release()}",
+             f"Python {platform.python_version()}"]
+    if hasattr(os, "getloadavg"):  # a shared machine's load explains noisy figures: report it with them
+        parts.append(f"load average {os.getloadavg()[0]:.1f} at the end")
+    versions = []
+    for module in ("onnxruntime", "torch", "tensorrt"):
+        if module in sys.modules:
+            versions.append(f"{module} {getattr(sys.modules[module], '__version__', '?')}")
+    if backend.name.endswith("cuda") or backend.name == "tensorrt":
+        gpu = _gpu_name()
+        if gpu:
+            parts.insert(0, gpu)
+    return "; ".join(parts + versions)
+
+
+def _gpu_name() -> str | None:
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        return sys.modules["torch"].cuda.get_device_name(0)
+    if "pycuda.driver" in sys.modules:
+        return sys.modules["pycuda.driver"].Device(0).name()
+    return None
+
+
+def bench_frames(manifest: Manifest, data: str | None, count: int, seed: int = 0) -> list[np.ndarray]:
+    """Frames at the manifest's input size: real ones from a CamVid-layout folder, else seeded noise."""
+    import cv2
+
+    h, w = manifest.input_size
+    if not data:
+        rng = np.random.default_rng(seed)
+        return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(min(count, 8))]
+    root = Path(data)
+    folder = root / "val" if (root / "val").is_dir() else root
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
+    if not files:
+        raise SlimsegError(f"no images in {folder}",
+                           "pass the CamVid folder (or any folder of frames) as --data")
+    frames = []
+    for path in files:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SlimsegError(f"unreadable image {path}", "remove it or pass another folder")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        frames.append(np.ascontiguousarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)))
+    return frames
+
+
+def measure(backend: Backend, frames: list[np.ndarray], widths: list[float], count: int, warmup: int
+            ) -> dict[float, list[float]]:
+    """Latency samples (ms) per width: warm-up per width, then blocks of BLOCK frames, widths interleaved."""
+    for w in widths:
+        for i in range(warmup):
+            backend.infer(frames[i % len(frames)], w)
+    samples: dict[float, list[float]] = {w: [] for w in widths}
+    done = 0
+    while done < count:
+        block = min(BLOCK, count - done)
+        for w in widths:
+            for i in range(done, done + block):
+                frame = frames[i % len(frames)]
+                t0 = time.perf_counter()
+                backend.infer(frame, w)
+                samples[w].append((time.perf_counter() - t0) * 1e3)
+        done += block
+    return samples
+
+
+def summarise(manifest: Manifest, samples: dict[float, list[float]]) -> dict[float, dict[str, float]]:
+    """p50/p95/mean, fps, ms per GFLOP and ratios to the widest width measured."""
+    widest = max(samples)
+    rows: dict[float, dict[str, float]] = {}
+    for w, values in samples.items():
+        arr = np.asarray(values)
+        flops = float(manifest.entry(w).get("flops") or 0.0)
+        row = {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
+               "mean_ms": float(arr.mean()), "fps": float(1e3 / arr.mean()), "frames": int(arr.size)}
+        row["gflops"] = flops / 1e9
+        row["ms_per_gflop"] = row["p50_ms"] / row["gflops"] if flops else float("nan")
+        rows[w] = row
+    base = rows[widest]
+    for row in rows.values():
+        row["latency_ratio"] = row["p50_ms"] / base["p50_ms"]
+        row["flops_ratio"] = row["gflops"] / base["gflops"] if base["gflops"] else float("nan")
+        row["speedup"] = base["p50_ms"] / row["p50_ms"]
+    return rows
+
+
+def markdown_section(title: str, command: str, machine: str, rows: dict[float, dict[str, float]]) -> str:
+    """A self-contained markdown block: what was run, where, and the table."""
+    lines = [f"### {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
+             "| width | GFLOPs | p50 ms | p95 ms | fps | ms/GFLOP | latency / widest | FLOPs / widest "
+             "| speed-up |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for w in sorted(rows):
+        r = rows[w]
+        lines.append(f"| {w:g} | {r['gflops']:.2f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+                     f"{r['fps']:.1f} | "
+                     f"{r['ms_per_gflop']:.2f} | {r['latency_ratio']:.3f} | {r['flops_ratio']:.3f} | "
+                     f"{r['speedup']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: Path, key: str, section: str) -> None:
+    """Insert or replace the section marked with `key`, leaving the rest of the file untouched."""
+    begin, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    block = f"{begin}\n{section}{end}\n"
+    text = path.read_text() if path.is_file() else "# Benchmarks\n\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, help="manifest.yaml written by `slimseg export`")
+    parser.add_argument("--backend", default="onnxruntime-cpu", choices=BACKEND_NAMES, help="backend to time")
+    parser.add_argument("--device", help="backend device (onnxruntime: cpu|cuda|tensorrt; torch: cpu|cuda)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads, onnxruntime/torch (0: default)")
+    parser.add_argument("--frames", type=int, default=100, help="timed frames per width (default 100)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed frames per width first (default 10)")
+    parser.add_argument("--widths", type=float, nargs="+", help="subset of widths (default all usable)")
+    parser.add_argument("--data", help="folder of real frames (CamVid root or any image folder)")
+    parser.add_argument("--no-fp16", action="store_true", help="torch-cuda: run fp32")
+    parser.add_argument("--no-cuda-graphs", action="store_true", help="torch-cuda: no CUDA graphs")
+    parser.add_argument("--update-manifest", action="store_true", help="record latency in the manifest")
+    parser.add_argument("--markdown", help="markdown file to insert/replace this run's table in")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.frames < 1 or args.warmup < 0:
+        raise SlimsegError("--frames must be >= 1 and --warmup >= 0", "e.g. --frames 100 --warmup 10")
+    manifest = Manifest.load(args.manifest)
+    options: dict[str, Any] = {}
+    if args.threads and (args.backend.startswith("onnxruntime") or args.backend.startswith("torch")):
+        options["threads"] = args.threads
+    if args.backend.startswith("torch") and (args.no_fp16 or args.no_cuda_graphs):
+        options.update(fp16=False if args.no_fp16 else None,
+                       cuda_graphs=False if args.no_cuda_graphs else None)
+    backend = create_backend(args.backend, manifest, device=args.device, **options)
+    try:
+        widths = [backend._key(w) for w in args.widths] if args.widths else list(backend.widths)
+        for w, reason in backend.disabled.items():
+            print(f"width {w:g} disabled: {reason}")
+        frames = bench_frames(manifest, args.data, max(args.frames, 1))
+        samples = measure(backend, frames, widths, args.frames, args.warmup)
+        rows = summarise(manifest, samples)
+        machine = machine_description(backend)
+        name = backend.name
+    finally:
+        backend.close()
+    h, w = manifest.input_size
+    from_cli = len(sys.argv) > 2 and sys.argv[1] == "bench"
+    command = "slimseg bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if from_cli else \
+        f"slimseg bench --manifest {args.manifest} --backend {args.backend}"
+    section = markdown_section(f"{name}, {w}x{h} (W x H), threads={args.threads or 'default'}", command,
+                               machine, rows)
+    print(section)
+    narrow, wide = min(rows), max(rows)
+    print(f"width {narrow:g} is {rows[narrow]['speedup']:.2f}x faster than width {wide:g} "
+          f"(FLOPs ratio {1 / rows[narrow]['flops_ratio']:.1f}x)")
+    if args.update_manifest:
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        for width, row in rows.items():
+            manifest.set_latency(width, name, {
+                "p50_ms": round(row["p50_ms"], 3), "p95_ms": round(row["p95_ms"], 3),
+                "fps": round(row["fps"], 2),
+                "ms_per_gflop": round(row["ms_per_gflop"], 4), "frames": row["frames"],
+                "threads": args.threads, "machine": machine, "date": stamp})
+        print(f"updated {manifest.save()}")
+    if args.markdown:
+        write_markdown(Path(args.markdown), f"{name}:{w}x{h}", section)
+        print(f"updated {args.markdown}")
+    return 0
