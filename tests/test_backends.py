@@ -153,3 +153,28 @@ def test_runtime_backend_imports_no_torch(manifest_path):
         "assert 'torch' not in sys.modules, 'runtime path imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_bench_records_latency_and_markdown(manifest_path, tmp_path, frames):
+    """Bench bookkeeping (not its speed): every width timed, recorded, tabulated with the command."""
+    import argparse
+
+    from slimseg_ros.engines import bench
+
+    copy = tmp_path / "bench"
+    shutil.copytree(manifest_path.parent, copy)
+    md = tmp_path / "bench.md"
+    md.write_text("# Benchmarks\n\nhand-written notes stay\n")
+    args = argparse.Namespace(manifest=str(copy / "manifest.yaml"), backend="onnxruntime-cpu", device=None,
+                              threads=1, frames=3, warmup=1, widths=None, data=str(DATA), no_fp16=False,
+                              no_cuda_graphs=False, update_manifest=True, markdown=str(md))
+    assert bench.run(args) == 0
+    assert bench.run(args) == 0  # a second run replaces its section instead of appending another
+    manifest = Manifest.load(copy)
+    for w in manifest.widths:
+        rec = manifest.entry(w)["latency"]["onnxruntime-cpu"]
+        assert rec["frames"] == 3 and 0 < rec["p50_ms"] <= rec["p95_ms"] and "cores" in rec["machine"]
+    text = md.read_text()
+    assert "hand-written notes stay" in text and text.count("<!-- bench:onnxruntime-cpu:128x96 -->") == 1
+    assert text.count("| 0.25 |") == 1 and "Command: `slimseg bench" in text
+

@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 from exported import DATA, camvid_frames, export_test_manifest
-from slimseg_ros.engines.export import export_model, load_eval_json
+from slimseg_ros.engines.export import compare_postprocess, export_model, load_eval_json
 from slimseg_ros.engines.onnx_graph import DeployGraph
 from slimseg_ros.training.checkpoint import load_checkpoint
 
@@ -118,6 +118,17 @@ def test_eval_json_accuracy_goes_into_manifest(tmp_path, logits_export):
     manifest = Manifest.load(path)
     assert manifest.widths == [0.25]
     assert manifest.entry(0.25)["accuracy"] == {"miou": 0.5, "boundary_miou": 0.3, "split": "val"}
+
+
+def test_compare_postprocess_on_real_frames(tmp_path, logits_export, frames):
+    """The fast-vs-exact comparison runs end to end on real frames (figures matter for a trained model)."""
+    model, meta, _, _ = logits_export
+    path = export_model(model, meta, tmp_path / "cmp", H, W, widths=[0.5], log=lambda _m: None)
+    result = compare_postprocess(model, meta, path, DATA, frames=2, log=lambda _m: None)
+    row = result["widths"]["0.5"]
+    assert result["frames"] == 2 and result["size"] == [H, W]
+    assert 0.5 < row["agreement"] <= 1.0  # nearest vs bilinear upsampling differ only near label borders
+    assert 0.0 <= row["miou_fast"] <= 1.0 and row["miou_delta"] == row["miou_fast"] - row["miou_exact"]
 
 
 def test_bad_eval_json_and_bad_width_are_clear_errors(tmp_path, logits_export):
