@@ -149,3 +149,31 @@ def test_mgd_step_needs_unlabelled_pairs() -> None:
         split_pair({"image": torch.zeros(1, 3, 8, 8)}, "mgd")
     u0, u1 = split_pair({"image": torch.arange(5.0).view(5, 1, 1, 1)}, "mgd")
     assert u0.flatten().tolist() == [0.0, 1.0] and u1.flatten().tolist() == [2.0, 3.0]
+
+
+def test_teacher_targets_mix_pseudo_labels_with_the_image_mask() -> None:
+    """Mixed images get mix(argmax T(u0), argmax T(u1)) with the SAME mask; image/region terms see T(mix)."""
+    from slimseg_ros.training.cutmix import box_masks, mix_images, mix_labels
+    from slimseg_ros.training.model import ModelConfig, SlimSegNet
+    from slimseg_ros.training.semi import prepare_mgd_extra
+    from slimseg_ros.training.teachers import FrozenTeacher
+
+    torch.manual_seed(0)
+    small = {"widths": [1.0], "ppm_channels": 8, "decoder_channels": 16, "boundary_channels": 8}
+    nets = {n: FrozenTeacher(SlimSegNet(ModelConfig.from_dict({"arch": a, **small})))
+            for n, a in (("wide", "resnet18"), ("deep", "mobilenetv2"))}
+
+    def run(x: torch.Tensor) -> dict:
+        return {n: t(x) for n, t in nets.items()}
+
+    lab, u0, u1 = torch.randn(1, 3, 32, 32), torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    mask = box_masks(2, 32, 32, generator=torch.Generator().manual_seed(0))
+    mixed = mix_images(u0, u1, mask)
+    out = prepare_mgd_extra(nets, lab, u0, u1, mixed, mask, run)
+    for n, t in nets.items():
+        assert out["pseudo"][n].shape == (3, 32, 32)
+        assert torch.equal(out["pseudo"][n][:1], t(lab)["logits"].argmax(1))
+        expected = mix_labels(t(u0)["logits"].argmax(1), t(u1)["logits"].argmax(1), mask)
+        assert torch.equal(out["pseudo"][n][1:], expected)
+        assert torch.allclose(out["logits"][n][1:], t(mixed)["logits"])
+        assert out["feat"][n].shape[:2] == (3, 16) and not out["feat"][n].requires_grad

@@ -57,6 +57,7 @@ def prepare_mgd_extra(
     labeled: torch.Tensor,
     u0: torch.Tensor,
     u1: torch.Tensor,
+    mixed: torch.Tensor,
     mask: torch.Tensor,
     run: Any,
 ) -> dict[str, dict[str, torch.Tensor]]:
@@ -66,7 +67,6 @@ def prepare_mgd_extra(
     the teachers' logits on u0 and u1 mixed with the same mask; logits/features for the image- and
     region-level terms are the teachers' outputs on the mixed image itself (what the student sees).
     """
-    mixed = mix_images(u0, u1, mask)
     on_l, on_u0, on_u1, on_mix = run(labeled), run(u0), run(u1), run(mixed)
     out: dict[str, dict[str, torch.Tensor]] = {"pseudo": {}, "logits": {}, "feat": {}}
     for name in teachers:
@@ -168,8 +168,9 @@ class MGDStep(_SemiStep):
             raise SlimsegError("method mgd needs the frozen teachers", "add the `mgd` extras provider")
         u0, u1 = split_pair(unlabeled, "mgd")
         mask = draw_masks(u0, self.cutmix, self.generator)
-        semi = prepare_mgd_extra(provider.nets, batch["image"], u0, u1, mask, provider.run)
-        return self.run_widths(runner, batch, mix_images(u0, u1, mask), semi, extra)
+        mixed = mix_images(u0, u1, mask)
+        semi = prepare_mgd_extra(provider.nets, batch["image"], u0, u1, mixed, mask, provider.run)
+        return self.run_widths(runner, batch, mixed, semi, extra)
 
 
 @register_step("mgd_teacher")

@@ -2,7 +2,9 @@
 
 Builds the real Trainer from the config, runs `--warmup` steps, then times `--steps` more (synchronising
 CUDA; data loading is not timed), and prints the median / p90 step time and the peak memory:
-`torch.cuda.max_memory_allocated` on GPU, the process's peak RSS on CPU (includes Python and torch).
+`torch.cuda.max_memory_allocated` on GPU, the process's peak RSS on CPU (includes Python and torch),
+and the FLOPs of one whole step (torch.utils.flop_counter: forward + backward, frozen teachers included;
+the machine-independent figure, counted on the first warm-up step).
 Teachers or autoencoders the config names but that do not exist yet (you are sizing the run before training
 them) are replaced by untrained stand-ins of the right architecture: a step costs the same whatever the
 weights.
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from slimseg_ros.errors import SlimsegError
 
@@ -87,6 +90,7 @@ def measure(
         unl = trainer._unlabeled_batches() if trainer.unlabeled_loader is not None else None
         batches = iter(trainer.loader)
         times: list[float] = []
+        step_flops = 0
         for i in range(warmup + steps):
             try:
                 batch = next(batches)
@@ -99,7 +103,12 @@ def measure(
             if cuda:
                 torch.cuda.synchronize(trainer.device)
             t0 = time.perf_counter()
-            trainer.train_step(batch, unlabeled)
+            if i == 0:  # count once: FLOPs do not depend on the machine, so they size a run anywhere
+                with FlopCounterMode(display=False) as counter:
+                    trainer.train_step(batch, unlabeled)
+                step_flops = counter.get_total_flops()
+            else:
+                trainer.train_step(batch, unlabeled)
             if cuda:
                 torch.cuda.synchronize(trainer.device)
             if i >= warmup:
@@ -116,6 +125,7 @@ def measure(
         "batch_size": cfg["train"]["batch_size"],
         "unlabeled_batch": (cfg["data"].get("unlabeled") or {}).get("batch_size"),
         "crop": cfg["data"]["crop"],
+        "step_gflops": round(step_flops / 1e9, 2),  # forward + backward, teachers included
         "step_s_median": round(statistics.median(times), 4),
         "step_s_p90": round(times[min(len(times) - 1, int(0.9 * len(times)))], 4),
         "peak_mib": round(peak, 1),
@@ -132,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True, help="training YAML")
     ap.add_argument("--data", required=True, help="dataset root (CamVid layout)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, cudnn autotune)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (>= 1; FLOPs, cudnn autotune)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = ap.parse_args(argv)
@@ -140,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_config(args.config, args.set)
-        result = measure(cfg, args.data, max(1, args.steps), max(0, args.warmup), args.device)
+        result = measure(cfg, args.data, max(1, args.steps), max(1, args.warmup), args.device)
     except SlimsegError as exc:
         print(f"step_cost: {exc}", file=sys.stderr)
         return 2
