@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 
 import numpy as np
 import pytest
 from exported import DATA, camvid_frames, export_test_manifest
-
-from slimseg_ros.backends.trt_compat import BUILD, REBUILD, USE, TrtTarget, decide_plan, mismatch
 from slimseg_ros.engines.tensorrt_build import (
     TRT_MISSING,
     calibration_images,
@@ -17,6 +16,8 @@ from slimseg_ros.engines.tensorrt_build import (
     plan_intact,
     plan_name,
 )
+
+from slimseg_ros.backends.trt_compat import BUILD, REBUILD, USE, TrtTarget, decide_plan, mismatch
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import FORMAT, Manifest, sha256_file
 
@@ -142,3 +143,312 @@ def test_tensorrt_stale_plan_is_rebuilt_and_corrupt_plan_without_onnx_disabled(t
     assert 0.25 in backend.widths and 0.5 in backend.disabled and "no ONNX" in backend.disabled[0.5]
     assert Manifest.load(copy).entry(0.25)["engines"][-1]["trt_version"] == backend.target.trt_version
     backend.close()
+
+
+# --- the TensorRT layer's own logic, on a stand-in for tensorrt + pycuda ------------------------------------
+# TensorRT cannot be installed here, so the builder/backend code would otherwise never execute in CI. This
+# stand-in implements just the TensorRT 10 / pycuda calls the code makes; its "plan" wraps the ONNX bytes and
+# its "engine" runs them with ONNX Runtime on buffers that play device memory, so the data path is real.
+class _FakeCuda:
+    """pycuda.driver: device memory as numpy byte arrays addressed by integer handles."""
+
+    class Error(Exception):
+        pass
+
+    def __init__(self):
+        self.memory, self.allocations, self.context_depth = {}, 0, 0
+        fake = self
+
+        class Alloc:
+            def __init__(self, nbytes):
+                fake.allocations += 1
+                self.buf = np.zeros(nbytes, np.uint8)
+                fake.memory[id(self)] = self
+
+            def __int__(self):
+                return id(self)
+
+            def free(self):
+                fake.memory.pop(id(self), None)
+
+        class Context:
+            def push(self):
+                fake.context_depth += 1
+
+            def pop(self):
+                fake.context_depth -= 1
+
+            def detach(self):
+                fake.detached = True
+
+        class Device:
+            def __init__(self, index):
+                self.index = index
+
+            def name(self):
+                return "Fake GPU"
+
+            def compute_capability(self):
+                return (8, 7)
+
+            def retain_primary_context(self):
+                return Context()
+
+        class Stream:
+            handle = 7
+
+            def synchronize(self):
+                pass
+
+        self.mem_alloc, self.Device, self.Stream = Alloc, Device, Stream
+        self.detached = False
+
+    def init(self):
+        pass
+
+    def pagelocked_empty(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def memcpy_htod_async(self, dev, host, stream=None):
+        dev.buf[:] = np.ascontiguousarray(host).view(np.uint8).ravel()
+
+    memcpy_htod = memcpy_htod_async
+
+    def memcpy_dtoh_async(self, host, dev, stream=None):
+        host.view(np.uint8).ravel()[:] = dev.buf
+
+
+def _fake_tensorrt(cuda: _FakeCuda, version: str = "10.3.0"):
+    import enum
+    import types
+
+    import onnx
+    import onnxruntime as ort
+
+    trt = types.SimpleNamespace(__version__=version, builds=[])
+    severity = enum.IntEnum("Severity", "INTERNAL_ERROR ERROR WARNING INFO VERBOSE", start=0)
+
+    class ILogger:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = list(severity)
+
+        def __init__(self):
+            pass
+
+    class Calibrator:
+        def __init__(self):
+            pass
+
+    class Network:
+        onnx_bytes = None
+
+    class Parser:
+        def __init__(self, network, logger):
+            self.network, self.num_errors = network, 0
+
+        def parse(self, data):
+            try:
+                onnx.load_model_from_string(data)
+            except Exception:  # noqa: BLE001 - the stand-in reports any parse failure like TensorRT does
+                self.num_errors = 1
+                return False
+            self.network.onnx_bytes = data
+            return True
+
+        def get_error(self, i):
+            return "fake parse error"
+
+    class TimingCache:
+        def serialize(self):
+            return b"timing"
+
+    class Config:
+        int8_calibrator = None
+
+        def __init__(self):
+            self.flags, self.cache = set(), None
+
+        def set_memory_pool_limit(self, pool, size):
+            self.workspace = size
+
+        def set_flag(self, flag):
+            self.flags.add(flag)
+
+        def create_timing_cache(self, data):
+            return TimingCache()
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def build_serialized_network(self, network, config):
+            if config.int8_calibrator is not None:
+                while config.int8_calibrator.get_batch(["image"]) is not None:
+                    pass
+                config.int8_calibrator.write_calibration_cache(b"calibration")
+            trt.builds.append(sorted(config.flags))
+            return b"FAKEPLAN" + network.onnx_bytes
+
+    class Context:
+        def __init__(self, session):
+            self.session, self.addresses = session, {}
+
+        def set_tensor_address(self, name, address):
+            self.addresses[name] = address
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            inp = self.session.get_inputs()[0]
+            image = cuda.memory[self.addresses[inp.name]].buf.reshape(inp.shape)
+            for out, value in zip(self.session.get_outputs(), self.session.run(None, {inp.name: image}),
+                                  strict=True):
+                cuda.memory[self.addresses[out.name]].buf[:] = value.view(np.uint8).ravel()
+            return True
+
+    class Engine:
+        def __init__(self, session):
+            self.session = session
+            self.io = [(i, True) for i in session.get_inputs()] + [(o, False) for o in session.get_outputs()]
+            self.num_io_tensors = len(self.io)
+
+        def get_tensor_name(self, i):
+            return self.io[i][0].name
+
+        def _find(self, name):
+            return next(item for item in self.io if item[0].name == name)
+
+        def get_tensor_shape(self, name):
+            return self._find(name)[0].shape
+
+        def get_tensor_dtype(self, name):
+            return {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}[self._find(name)[0].type]
+
+        def get_tensor_mode(self, name):
+            return "in" if self._find(name)[1] else "out"
+
+        def create_execution_context(self):
+            return Context(self.session)
+
+    class Runtime:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            if not data.startswith(b"FAKEPLAN"):
+                self.logger.log(severity.ERROR, "invalid plan")
+                return None
+            return Engine(ort.InferenceSession(data[8:], providers=["CPUExecutionProvider"]))
+
+    trt.ILogger, trt.IInt8EntropyCalibrator2 = ILogger, Calibrator
+    trt.Builder, trt.OnnxParser = Builder, Parser
+    trt.Runtime, trt.nptype = Runtime, lambda dtype: dtype
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    return trt
+
+
+@pytest.fixture()
+def fake_trt(monkeypatch):
+    import types
+
+    cuda = _FakeCuda()
+    trt = _fake_tensorrt(cuda)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "pycuda", types.SimpleNamespace(driver=cuda))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
+    return trt, cuda
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    return export_test_manifest(tmp_path_factory.mktemp("trt_fake") / "export", height=96, width=128)
+
+
+def test_build_engines_and_backend_on_stand_in(fake_trt, small_export, tmp_path):
+    import argparse
+
+    from slimseg_ros.engines import tensorrt_build
+
+    from slimseg_ros.backends import create_backend
+
+    trt, cuda = fake_trt
+    folder = tmp_path / "export"
+    shutil.copytree(small_export.parent, folder)
+    args = argparse.Namespace(manifest=str(folder / "manifest.yaml"), precision="fp16", calib_data=None,
+                              calib_frames=4, workspace_mb=256, timing_cache=str(folder / "timing.cache"),
+                              widths=None, device=0, force=False)
+    assert tensorrt_build.run(args) == 0
+    manifest = Manifest.load(folder)
+    plans = [manifest.entry(w)["engines"] for w in manifest.widths]
+    assert all(len(p) == 1 and p[0]["precision"] == "fp16" and p[0]["gpu"] == "Fake GPU" for p in plans)
+    assert all(p[0]["compute_capability"] == "8.7" and p[0]["trt_version"] == "10.3.0" for p in plans)
+    assert trt.builds == [["FP16"]] * 4 and (folder / "timing.cache").read_bytes() == b"timing"
+    assert tensorrt_build.run(args) == 0 and len(trt.builds) == 4  # up-to-date plans are kept, not rebuilt
+
+    backend = create_backend("tensorrt", folder)
+    ort = create_backend("onnxruntime", folder, threads=1)
+    images, _ = camvid_frames("val", count=1, step=10)
+    image = images[0] if images else np.random.default_rng(1).integers(0, 255, (360, 480, 3), dtype=np.uint8)
+    before = cuda.allocations
+    for w in [1.0, 0.25, 0.75, 0.5, 0.25]:  # switching widths allocates nothing
+        assert np.array_equal(backend.infer(image, w), ort.infer(image, w))
+    assert cuda.allocations == before and cuda.context_depth == 0
+    assert len(backend._buffers) == 2  # image and labels buffers shared by every width
+    backend.close()
+    ort.close()
+    assert cuda.detached and not cuda.memory
+
+
+def test_stand_in_stale_plan_rebuilt_and_bad_plan_without_onnx_disabled(fake_trt, small_export, tmp_path):
+    from slimseg_ros.backends import create_backend
+
+    trt, cuda = fake_trt
+    folder = tmp_path / "export"
+    shutil.copytree(small_export.parent, folder)
+    create_backend("tensorrt", folder).close()  # builds every missing plan at start (rebuild=True)
+    assert len(trt.builds) == 4
+    manifest = Manifest.load(folder)
+    manifest.entry(0.25)["engines"][0]["trt_version"] = "9.0.0"  # built "elsewhere": rebuild, never load
+    plan = manifest.resolve(manifest.entry(0.5)["engines"][0]["file"])
+    plan.write_bytes(b"garbage")
+    manifest.onnx_path(0.5).unlink()  # ... and no ONNX to rebuild it from
+    manifest.save()
+    backend = create_backend("tensorrt", folder)
+    assert backend.widths == [0.25, 0.75, 1.0]
+    assert "no ONNX" in backend.disabled[0.5]
+    assert len(trt.builds) == 5  # only width 0.25 was rebuilt
+    assert Manifest.load(folder).entry(0.25)["engines"][-1]["trt_version"] == "10.3.0"
+    backend.close()
+    with pytest.raises(SlimsegError, match="no usable width.*no int8 plan recorded.*slimseg build-engines"):
+        create_backend("tensorrt", folder, rebuild=False, precision="int8")
+
+
+def test_stand_in_int8_uses_calibrator_and_cache(fake_trt, small_export, tmp_path):
+    import argparse
+
+    from slimseg_ros.engines import tensorrt_build
+
+    if not (DATA / "train").is_dir():
+        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+    trt, _ = fake_trt
+    folder = tmp_path / "export"
+    shutil.copytree(small_export.parent, folder)
+    args = argparse.Namespace(manifest=str(folder / "manifest.yaml"), precision="int8",
+                              calib_data=str(DATA / "train"), calib_frames=3, workspace_mb=256,
+                              timing_cache=None, widths=[0.25], device=0, force=False)
+    assert tensorrt_build.run(args) == 0
+    assert trt.builds == [["FP16", "INT8"]]
+    assert (folder / "calib_w0.25.cache").read_bytes() == b"calibration"
+    assert Manifest.load(folder).entry(0.25)["engines"][0]["precision"] == "int8"
