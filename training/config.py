@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "log_every": 20,  # progress-bar refresh of the running loss
         "sync_bn": "auto",  # auto: SyncBatchNorm under DDP on CUDA, per-process BN otherwise
         "threads": None,  # torch.set_num_threads on CPU (None: leave torch's default)
+        "stop_after": None,  # stop with a resumable state after this many steps (time-sliced CPU runs)
         "boundary_px": 3,  # trimap band for the boundary mIoU of periodic evaluation
     },
     "extras": [],  # extras providers (training/extras.py)
@@ -102,13 +103,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise SlimsegError(f"config {p} is not valid YAML: {exc}") from exc
         if not isinstance(user, dict):
             raise SlimsegError(f"config {p} must be a mapping at the top level")
-    unknown = sorted(set(user) - set(DEFAULTS))
-    if unknown:
-        raise SlimsegError(f"unknown config section(s): {', '.join(unknown)}",
-                           f"known: {', '.join(DEFAULTS)}")
     cfg = deep_merge(DEFAULTS, user)
     for o in overrides or []:
         apply_override(cfg, o)
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        raise SlimsegError(f"unknown config section(s): {', '.join(unknown)}",
+                           f"known: {', '.join(DEFAULTS)}")
     for name in cfg["imports"] or []:
         try:
             importlib.import_module(name)

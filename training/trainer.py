@@ -306,6 +306,10 @@ class Trainer:
             return None
         return SummaryWriter(str(self.out / "tb"))
 
+    def _stop_now(self) -> bool:
+        stop = self.cfg["train"].get("stop_after")
+        return bool(stop) and self.step >= int(stop)
+
     def run(self) -> dict[str, Any]:
         """Train until `train.steps`, checkpointing and validating on schedule; returns the final summary."""
         tc = self.cfg["train"]
@@ -344,15 +348,19 @@ class Trainer:
                 if val_every and self.step % val_every == 0 and self.step < total:
                     last_val = self.validate()
                     self._log({"step": self.step, "epoch": epoch, "val": last_val}, None)
-                if self.step >= total:
+                if self.step >= total or self._stop_now():
                     break
             means = all_reduce_mean({k: v / max(count, 1) for k, v in sums.items()}, self.dist)
             self._log({"epoch": epoch, "step": self.step, "time_s": round(time.time() - start, 2), **means},
                       writer)
+            if self._stop_now():
+                break
         if bar is not None:
             bar.close()
         wall = time.time() - start
         self.save_state()
+        if self.step < total:  # stopped early on purpose: resumable state only, no final model
+            return {"step": self.step, "wall_s": round(wall, 1), "checkpoints": [], "val": None}
         saved = self.save_models("final") if self.dist.is_main else []
         last_val = self.validate()
         summary = {"step": self.step, "wall_s": round(wall, 1), "checkpoints": [str(p) for p in saved],
