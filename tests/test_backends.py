@@ -178,3 +178,11 @@ def test_bench_records_latency_and_markdown(manifest_path, tmp_path, frames):
     assert "hand-written notes stay" in text and text.count("<!-- bench:onnxruntime-cpu:128x96 -->") == 1
     assert text.count("| 0.25 |") == 1 and "Command: `slimseg bench" in text
 
+
+
+def test_tensorrt_device_strings():
+    from slimseg_ros.backends import _gpu_index
+
+    assert [_gpu_index(d) for d in (None, "", 0, "2", "cuda", "cuda:1")] == [0, 0, 0, 2, 0, 1]
+    with pytest.raises(SlimsegError, match="not a GPU index"):
+        _gpu_index("cpu")

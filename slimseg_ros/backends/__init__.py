@@ -52,11 +52,22 @@ def auto_candidates() -> list[str]:
     return found
 
 
+def _gpu_index(device: str | int | None) -> int:
+    """CUDA device index from None, 3, "3", "cuda" or "cuda:3"."""
+    text = str(device if device is not None else "").strip().lower()
+    text = text.removeprefix("cuda").lstrip(":") if text.startswith("cuda") else text
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise SlimsegError(f"tensorrt device {device!r} is not a GPU index", "use e.g. 0, 'cuda' or 'cuda:1'")
+    return int(text)
+
+
 def _build(name: str, manifest: Manifest, device: str | None, options: dict[str, Any]) -> Backend:
     if name == "tensorrt":
         from slimseg_ros.backends.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(manifest, device=int(device or 0), **options)
+        return TensorRTBackend(manifest, device=_gpu_index(device), **options)
     if name.startswith("onnxruntime"):
         from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 
