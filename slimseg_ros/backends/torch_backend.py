@@ -42,6 +42,8 @@ class TorchBackend(Backend):
             raise SlimsegError("CUDA graphs need a CUDA device", "pass cuda_graphs=False on CPU")
         if threads > 0:
             torch.set_num_threads(threads)
+        if on_gpu:
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels once
         self._model, self._mean, self._std = self._load_model()
         self._graphs: dict[float, Any] = {}
         self._captured: dict[float, tuple[Any, Any]] = {}
@@ -81,12 +83,12 @@ class TorchBackend(Backend):
         if self.cuda_graphs:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.inference_mode(), torch.cuda.stream(side):
+            with torch.no_grad(), torch.cuda.stream(side):
                 for _ in range(3):  # warm up cuDNN autotuning and allocations outside the capture
                     graph(self._static_in)
             torch.cuda.current_stream(self.device).wait_stream(side)
             cuda_graph = torch.cuda.CUDAGraph()
-            with torch.inference_mode(), torch.cuda.graph(cuda_graph):
+            with torch.no_grad(), torch.cuda.graph(cuda_graph):
                 static_out = graph(self._static_in)
             self._captured[width] = (cuda_graph, static_out)
 
