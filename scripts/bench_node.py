@@ -6,7 +6,7 @@ starts `slimseg_node` as its own process, publishes rgb8 frames one at a time (n
 of the previous one, or after --timeout), and measures the round trip. Backend time comes from the node's
 own /diagnostics (inference p50/p95 over exactly those frames: one node process per run), so
 overhead = round trip - backend time (difference of percentiles). A bare echo process (this script with
---echo: Image in, mono8 Image of the same size out, no inference) gives the middleware floor. Last, the
+--echo: Image in, blank mono8 Image of the same size out, no inference) gives the middleware floor. Last, the
 node runs frames across --switches width changes (parameter service) and counts frames lost.
 
     python scripts/bench_node.py --manifest /tmp/m/manifest.yaml --markdown docs/node_bench.md
@@ -42,6 +42,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from slimseg_ros.image_codec import fill_image
+from slimseg_ros.node import OUTPUT_QOS
+from slimseg_ros.worker import NewestFrameWorker
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_EXE = Path(sys.executable).parent / "slimseg_node"
@@ -125,6 +127,8 @@ class Client:
                 self.pub.get_subscription_count() > 0
                 and self.node.count_publishers(f"{self.out_ns}/labels") > 0
             ):
+                if not self.params.wait_for_service(timeout_sec=max(deadline - time.monotonic(), 1.0)):
+                    raise SystemExit("bench: the node's parameter service did not appear")
                 time.sleep(1.0)  # let the reverse direction (labels) match as well
                 return
             time.sleep(0.1)
@@ -156,6 +160,8 @@ class Client:
         deadline = time.monotonic() + timeout
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.001)
+        if not future.done():
+            self.params.remove_pending_request(future)
         return bool(future.done() and future.result().results[0].successful)
 
     def close(self) -> None:
@@ -205,6 +211,8 @@ def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], ech
             f"backend:={args.backend}",
             "-p",
             f"width:={args.width}",
+            "-p",
+            f"threads:={args.threads}",
             "-p",
             f"reliable_qos:={str(args.reliable).lower()}",
             "-p",
@@ -261,6 +269,8 @@ def run_switches(args: argparse.Namespace, transport: str) -> dict:
         "-p",
         f"backend:={args.backend}",
         "-p",
+        f"threads:={args.threads}",
+        "-p",
         f"reliable_qos:={str(args.reliable).lower()}",
         "-r",
         f"__ns:={namespace}",
@@ -303,21 +313,29 @@ def _float(text: str | None) -> float | None:
 
 
 def echo_server(namespace: str, reliable: bool) -> None:
-    """The floor: receive rgb8, publish a mono8 image of the same size (channel 0) with the same header."""
+    """The floor: receive rgb8, hand it to a worker thread as the node does, publish a blank mono8 image
+    of the same size with the same header."""
     rclpy.init()
     node = rclpy.create_node("echo", namespace=namespace)
-    pub = node.create_publisher(Image, "~/labels", qos(True))
+    pub = node.create_publisher(Image, "~/labels", OUTPUT_QOS)  # the node's own output QoS
 
-    def on_image(msg: Image) -> None:
-        pixels = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)[..., 0]
-        pub.publish(fill_image(Image(header=msg.header), pixels, "mono8"))
+    blank: dict[tuple[int, int], np.ndarray] = {}
 
-    node.create_subscription(Image, "image", on_image, qos(reliable))
+    def reply(msg: Image) -> None:
+        size = (msg.height, msg.width)
+        if size not in blank:
+            blank[size] = np.zeros(size, np.uint8)
+        pub.publish(fill_image(Image(header=msg.header), blank[size], "mono8"))
+
+    # Same hand-off as the node (publishing large frames from the executor thread measured slower here).
+    worker = NewestFrameWorker(reply)
+    node.create_subscription(Image, "image", worker.submit, qos(reliable))
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
+        worker.stop()
         node.destroy_node()
         rclpy.try_shutdown()
 
@@ -375,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "--export-test", metavar="DIR", help="export a random 96x128 test model to DIR and use it"
     )
     parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--threads", type=int, default=0, help="node parameter threads (onnxruntime)")
     parser.add_argument("--width", type=float, default=0.25, help="network width for the latency runs")
     parser.add_argument("--sizes", default="480x360,1920x1080", help="frame sizes WxH, comma-separated")
     parser.add_argument("--transports", default="default,LARGE_DATA", help=f"from {', '.join(TRANSPORTS)}")

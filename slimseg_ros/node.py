@@ -141,8 +141,11 @@ class SlimsegNode(Node):
                 "pass it: --ros-args -p manifest:=/path/to/manifest.yaml (or launch with manifest:=...)",
             )
         self.manifest = Manifest.load(values["manifest"])
+        # threads only exists for the onnxruntime backends; "auto" keeps each backend's default
+        use_threads = values["threads"] > 0 and values["backend"].startswith("onnxruntime")
+        options = {"threads": values["threads"]} if use_threads else {}
         self.backend: Backend = create_backend(
-            values["backend"], self.manifest, device=values["device"] or None
+            values["backend"], self.manifest, device=values["device"] or None, **options
         )
         self._closed = False
         self._lock = threading.Lock()

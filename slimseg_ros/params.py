@@ -36,6 +36,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("manifest", str, "manifest.yaml (or its folder) written by `slimseg export`", read_only=True),
     ParamSpec("backend", str, f"inference backend: {' | '.join(BACKENDS)}", read_only=True),
     ParamSpec("device", str, "backend device (cpu, cuda, cuda:0); empty = backend default", read_only=True),
+    ParamSpec("threads", int, "CPU threads of the onnxruntime backend (0 = its default)", read_only=True),
     ParamSpec("policy", str, f"width policy: {' | '.join(POLICIES)}"),
     ParamSpec("width", float, "width for policy fixed; start width of the other policies"),
     ParamSpec("target_fps", float, "frame-rate target of the fps and budget policies (> 0)"),
@@ -175,6 +176,8 @@ def check_node_param(name: str, value: Any) -> Any:
         raise ValueError(f"backend '{value}' is not one of {', '.join(BACKENDS)}")
     if name == "policy" and value not in POLICIES:
         raise ValueError(f"policy '{value}' is not one of {', '.join(POLICIES)}")
+    if name == "threads" and value < 0:
+        raise ValueError(f"threads must be >= 0 (0 = backend default), got {value}")
     if name == "target_fps" and not (math.isfinite(value) and value > 0):
         raise ValueError(f"target_fps must be > 0, got {value:g}")
     if name == "max_rate_hz" and not (math.isfinite(value) and value >= 0):
