@@ -101,10 +101,10 @@ def test_boundary_guided_weights_pixels_by_predicted_boundary() -> None:
 
 def test_weighted_loss_on_filters_widths() -> None:
     z, y = _logits(0), torch.randint(0, 3, (2, 4, 5))
-    loss = WeightedLoss([{"name": "ce", "weight": 1.0, "on": "widest"},
-                         {"name": "ce", "weight": 0.5, "on": "narrower"}])
+    loss = WeightedLoss([{"name": "ce", "weight": 1.0, "apply_to": "widest"},
+                         {"name": "ce", "weight": 0.5, "apply_to": "narrower"}])
     total_w, parts_w = loss(_ctx({"logits": z}, y, widest=True))
     total_n, parts_n = loss(_ctx({"logits": z}, y))
     assert torch.allclose(total_n, 0.5 * total_w)
-    with pytest.raises(ValueError, match="on must be"):
-        WeightedLoss([{"name": "ce", "on": "sometimes"}])
+    with pytest.raises(ValueError, match="apply_to must be"):
+        WeightedLoss([{"name": "ce", "apply_to": "sometimes"}])

@@ -127,7 +127,7 @@ class StepStrategy:
 
 
 _CE = {"name": "ce", "weight": 1.0, "class_weights": "segnet_sqrt"}
-_CE_NARROW = {"name": "ce", "weight": 0.5, "class_weights": "segnet_sqrt", "on": "narrower"}
+_CE_NARROW = {"name": "ce", "weight": 0.5, "class_weights": "segnet_sqrt", "apply_to": "narrower"}
 _KD = {"name": "kd", "weight": 1.0, "temperature": 1.0}
 _BOUNDARY = [{"name": "boundary_bce", "weight": 1.0}, {"name": "boundary_guided", "weight": 0.5}]
 
@@ -136,21 +136,21 @@ _BOUNDARY = [{"name": "boundary_bce", "weight": 1.0}, {"name": "boundary_guided"
 class SlimSegStep(StepStrategy):
     """SlimSeg: widest from labels, w_n from w_(n+1) (detached), boundary head and boundary-guided loss."""
 
-    default_terms = [{**_CE, "on": "widest"}, _CE_NARROW, _KD, *_BOUNDARY]
+    default_terms = [{**_CE, "apply_to": "widest"}, _CE_NARROW, _KD, *_BOUNDARY]
 
 
 @register_step("no_boundary")
 class NoBoundaryStep(StepStrategy):
     """Ablation: SlimSeg's stepwise distillation without any boundary term."""
 
-    default_terms = [{**_CE, "on": "widest"}, _CE_NARROW, _KD]
+    default_terms = [{**_CE, "apply_to": "widest"}, _CE_NARROW, _KD]
 
 
 @register_step("inplace")
 class InplaceStep(StepStrategy):
     """US-Nets inplace distillation: every narrower width learns from the widest."""
 
-    default_terms = [{**_CE, "on": "widest"}, _CE_NARROW, _KD]
+    default_terms = [{**_CE, "apply_to": "widest"}, _CE_NARROW, _KD]
 
     def teacher_of(self, width: float, widths: list[float]) -> float | None:
         return None if width == widths[-1] else widths[-1]

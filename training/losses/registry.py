@@ -8,9 +8,10 @@ boundary maps, extra teachers), so SlimSeg, Knowledge Adaptation and MGD terms c
         - {name: ce, weight: 1.0}
         - {name: kd, weight: 1.0, temperature: 1.0}
 
-YAML keys other than `name`, `weight` and `on` map one-to-one onto the term's constructor arguments.
-`on` (optional, default `all`) limits a term to the widest width (`widest`) or to the narrower ones
-(`narrower`), e.g. a smaller CE weight next to KD for the narrower widths.
+YAML keys other than `name`, `weight` and `apply_to` map one-to-one onto the term's constructor arguments.
+`apply_to` (optional, default `all`) limits a term to the widest width (`widest`) or to the narrower ones
+(`narrower`), e.g. a smaller CE weight next to KD for the narrower widths. The older spelling `"on"` is
+accepted too, quoted: YAML reads a bare `on` key as the boolean true.
 """
 
 from __future__ import annotations
@@ -72,10 +73,15 @@ class WeightedLoss(nn.Module):
         specs = [dict(t) for t in terms]
         self.weights: list[float] = [float(s.pop("weight", 1.0)) for s in specs]
         self.names: list[str] = [s["name"] for s in specs]
-        self.on: list[str] = [str(s.pop("on", "all")) for s in specs]
+        for s in specs:
+            if any(not isinstance(k, str) for k in s):
+                raise ValueError(f"loss term {s.get('name')}: non-text key in {s} (YAML reads `on`/`yes` as "
+                                 "booleans; use apply_to: widest|narrower|all)")
+        # "on" (quoted in YAML) is the original spelling of apply_to; both are accepted.
+        self.on: list[str] = [str(s.pop("apply_to", s.pop("on", "all"))) for s in specs]
         for name, on in zip(self.names, self.on, strict=True):
             if on not in ("all", "widest", "narrower"):
-                raise ValueError(f"loss term {name}: on must be all|widest|narrower, got {on!r}")
+                raise ValueError(f"loss term {name}: apply_to must be all|widest|narrower, got {on!r}")
         self.terms = nn.ModuleList(build_loss(s.pop("name"), **s) for s in specs)
 
     def forward(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
