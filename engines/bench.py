@@ -10,7 +10,7 @@ examples:
   slimseg bench --manifest models/export/manifest.yaml --backend onnxruntime-cpu --threads 2 --frames 100
   slimseg bench --manifest models/export/manifest.yaml --backend onnxruntime-cpu --threads 2 \\
       --data ../shared/data/camvid --update-manifest --markdown docs/bench.md
-  slimseg bench --manifest models/export_1024x2048/manifest.yaml --backend torch-cuda --frames 500
+  slimseg bench --manifest models/export_1024x2048/manifest.yaml --backend torch-cuda --frames 500 --breakdown
 """
 
 from __future__ import annotations
@@ -158,6 +158,83 @@ def write_markdown(path: Path, key: str, section: str) -> None:
     path.write_text(text)
 
 
+def _time_module(module: Any, image: Any, iters: int, warmup: int) -> float:
+    """Median ms of one `module(image)`; on CUDA, replays of a captured CUDA graph timed with events."""
+    import torch
+
+    with torch.no_grad():
+        if image.device.type != "cuda":
+            for _ in range(warmup):
+                module(image)
+            times = []
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                module(image)
+                times.append((time.perf_counter() - t0) * 1e3)
+            return float(np.median(times))
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(max(warmup, 3)):
+                module(image)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            module(image)
+        times = []
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for _ in range(iters):
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return float(np.median(times))
+
+
+def postprocess_breakdown(manifest: Manifest, device: str = "cuda", fp16: bool = True, iters: int = 100,
+                          warmup: int = 10) -> dict[float, dict[str, float]]:
+    """Per width: the bare network (normalise + 1/8 logits) against the fast and exact graphs, in PyTorch.
+
+    The issue's GPU targets are stated relative to the network's own time (post-processing <= 10%), which
+    the end-to-end bench cannot separate; this times the three variants of each width on device.
+    """
+    import torch
+    from slimseg_ros.engines.onnx_graph import NETWORK_ONLY, DeployGraph
+    from slimseg_ros.training.checkpoint import load_checkpoint
+
+    ckpt = manifest.checkpoint_path()
+    if ckpt is None:
+        raise SlimsegError("the manifest names no checkpoint", "re-export with `slimseg export --ckpt ...`")
+    model, meta = load_checkpoint(ckpt)
+    mean, std = manifest.normalization or (meta["mean"], meta["std"])
+    h, w = manifest.input_size
+    image = torch.randint(0, 256, (1, h, w, 3), dtype=torch.uint8, device=device)
+    rows: dict[float, dict[str, float]] = {}
+    for width in manifest.widths:
+        row = {}
+        for mode in (NETWORK_ONLY, "fast", "exact"):
+            graph = DeployGraph(model.subnet(width), mean, std, postprocess=mode).eval().to(device)
+            row[mode] = _time_module(graph.half() if fp16 else graph, image, iters, warmup)
+        rows[width] = {"network_ms": row[NETWORK_ONLY], "fast_ms": row["fast"], "exact_ms": row["exact"],
+                       "fast_share": row["fast"] / row[NETWORK_ONLY] - 1.0,
+                       "exact_share": row["exact"] / row[NETWORK_ONLY] - 1.0}
+    return rows
+
+
+def breakdown_section(title: str, command: str, machine: str, rows: dict[float, dict[str, float]]) -> str:
+    """Markdown table of network vs post-processing time per width."""
+    lines = [f"### {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
+             "| width | network ms | fast ms | fast post-proc. share | exact ms | exact post-proc. share |",
+             "|---|---|---|---|---|---|"]
+    for w in sorted(rows):
+        r = rows[w]
+        lines.append(f"| {w:g} | {r['network_ms']:.3f} | {r['fast_ms']:.3f} | "
+                     f"{100 * r['fast_share']:.1f} % | "
+                     f"{r['exact_ms']:.3f} | {100 * r['exact_share']:.1f} % |")
+    return "\n".join(lines) + "\n"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True, help="manifest.yaml written by `slimseg export`")
     parser.add_argument("--backend", default="onnxruntime-cpu", choices=BACKEND_NAMES, help="backend to time")
@@ -171,6 +248,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cuda-graphs", action="store_true", help="torch-cuda: no CUDA graphs")
     parser.add_argument("--update-manifest", action="store_true", help="record latency in the manifest")
     parser.add_argument("--markdown", help="markdown file to insert/replace this run's table in")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="torch backends: also time the bare network vs fast/exact post-processing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,4 +296,15 @@ def run(args: argparse.Namespace) -> int:
     if args.markdown:
         write_markdown(Path(args.markdown), f"{name}:{w}x{h}", section)
         print(f"updated {args.markdown}")
+    if args.breakdown:
+        if not name.startswith("torch"):
+            raise SlimsegError("--breakdown needs a torch backend", "use --backend torch-cuda (or torch-cpu)")
+        device = "cuda" if name == "torch-cuda" else "cpu"
+        fp16 = device == "cuda" and not args.no_fp16
+        rows = postprocess_breakdown(manifest, device, fp16, max(args.frames, 1), args.warmup)
+        title = f"{name} breakdown, {w}x{h} (W x H), {'fp16' if fp16 else 'fp32'}"
+        section = breakdown_section(title, command, machine, rows)
+        print(section)
+        if args.markdown:
+            write_markdown(Path(args.markdown), f"breakdown:{name}:{w}x{h}", section)
     return 0

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 POSTPROCESS_MODES = ("fast", "exact")
+NETWORK_ONLY = "none"  # timing reference for the benchmark: normalise + network, 1/8 logits out, no labels
 
 
 class DeployGraph(nn.Module):
@@ -27,9 +28,9 @@ class DeployGraph(nn.Module):
     def __init__(self, subnet: nn.Module, mean: Sequence[float], std: Sequence[float],
                  postprocess: str = "fast", keep_logits: bool = False) -> None:
         super().__init__()
-        if postprocess not in POSTPROCESS_MODES:
+        if postprocess not in (*POSTPROCESS_MODES, NETWORK_ONLY):
             raise ValueError(f"postprocess must be one of {POSTPROCESS_MODES}, got {postprocess!r}")
-        if postprocess == "fast" and not hasattr(subnet, "forward_lowres"):
+        if postprocess in ("fast", NETWORK_ONLY) and not hasattr(subnet, "forward_lowres"):
             raise ValueError("postprocess 'fast' needs subnet.forward_lowres (logits at 1/8 resolution)")
         self.subnet = subnet
         self.postprocess = postprocess
@@ -43,6 +44,8 @@ class DeployGraph(nn.Module):
         height, width = int(image.shape[1]), int(image.shape[2])
         x = image.permute(0, 3, 1, 2).to(self.mean.dtype)
         x = (x - self.mean) * self.inv_std
+        if self.postprocess == NETWORK_ONLY:
+            return self.subnet.forward_lowres(x)
         if self.postprocess == "fast":
             logits = self.subnet.forward_lowres(x)
             low = logits.argmax(dim=1, keepdim=True).to(x.dtype)  # class ids <= 255 are exact in fp16 too

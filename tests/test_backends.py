@@ -186,3 +186,15 @@ def test_tensorrt_device_strings():
     assert [_gpu_index(d) for d in (None, "", 0, "2", "cuda", "cuda:1")] == [0, 0, 0, 2, 0, 1]
     with pytest.raises(SlimsegError, match="not a GPU index"):
         _gpu_index("cpu")
+
+
+def test_postprocess_breakdown_times_three_variants(manifest_path):
+    """The GPU breakdown's logic, run on CPU with one iteration (its figures only mean something on a GPU)."""
+    from slimseg_ros.engines.bench import breakdown_section, postprocess_breakdown
+
+    rows = postprocess_breakdown(Manifest.load(manifest_path), device="cpu", fp16=False, iters=1, warmup=0)
+    assert sorted(rows) == [0.25, 0.5, 0.75, 1.0]
+    for row in rows.values():
+        assert min(row["network_ms"], row["fast_ms"], row["exact_ms"]) > 0
+        assert row["fast_share"] == pytest.approx(row["fast_ms"] / row["network_ms"] - 1)
+    assert "| 0.25 |" in breakdown_section("t", "cmd", "machine", rows)
