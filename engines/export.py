@@ -49,8 +49,14 @@ def export_graph(graph: Any, path: Path, height: int, width: int, opset: int = 1
     with torch.inference_mode(), warnings.catch_warnings():
         # Tracing turns shapes into constants on purpose (static input size); its TracerWarnings are noise.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(graph, (example,), str(path), input_names=["image"], output_names=outputs,
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        try:
+            torch.onnx.export(graph, (example,), str(path), input_names=["image"], output_names=outputs,
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
+        except Exception as exc:  # the exporter raises many types; the first line names the operator
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SlimsegError(f"ONNX export of {path.name} at {height}x{width} failed: {first}",
+                               "pooling grids larger than the 1/32 feature map do not export: use an "
+                               "export size >= 192 px per side or smaller ppm_bins") from exc
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:

@@ -141,3 +141,5 @@ def test_bad_eval_json_and_bad_width_are_clear_errors(tmp_path, logits_export):
         export_model(model, meta, tmp_path / "o", H, W, widths=[0.3], log=lambda _m: None)
     with pytest.raises(SlimsegError, match="multiple of 8"):
         export_model(model, meta, tmp_path / "o", 100, W, log=lambda _m: None)
+    with pytest.raises(SlimsegError, match="ONNX export of slimseg_w0.25.onnx at 32x64 failed"):
+        export_model(model, meta, tmp_path / "o", 32, 64, widths=[0.25], log=lambda _m: None)  # 1x2 map
