@@ -143,3 +143,29 @@ def test_bad_eval_json_and_bad_width_are_clear_errors(tmp_path, logits_export):
         export_model(model, meta, tmp_path / "o", 100, W, log=lambda _m: None)
     with pytest.raises(SlimsegError, match="ONNX export of slimseg_w0.25.onnx at 32x64 failed"):
         export_model(model, meta, tmp_path / "o", 32, 64, widths=[0.25], log=lambda _m: None)  # 1x2 map
+
+
+def test_cli_run_with_copied_checkpoint(tmp_path, logits_export):
+    """`slimseg export` end to end: the folder it writes is self-contained for the PyTorch backend too."""
+    import argparse
+
+    from slimseg_ros.engines import export
+
+    from slimseg_ros.backends import create_backend
+
+    _, _, fast, _ = logits_export
+    eval_json = tmp_path / "eval.json"
+    eval_json.write_text(json.dumps({"split": "val", "widths": {"0.25": {"miou": 0.42}}}))
+    out = tmp_path / "deploy"
+    parser = argparse.ArgumentParser()
+    export.add_arguments(parser)
+    args = parser.parse_args(["--ckpt", str(fast.checkpoint_path()), "--out", str(out), "--height", str(H),
+                              "--width", str(W), "--widths", "0.25", "--eval-json", str(eval_json),
+                              "--copy-checkpoint"])
+    assert export.run(args) == 0
+    manifest = Manifest.load(out)
+    assert manifest.data["model"]["checkpoint"] == "checkpoint.safetensors"
+    assert manifest.entry(0.25)["accuracy"] == {"miou": 0.42, "split": "val"}
+    image = np.full((H, W, 3), 100, np.uint8)
+    with create_backend("torch", out) as tb, create_backend("onnxruntime", out) as ob:
+        assert (tb.infer(image, 0.25) == ob.infer(image, 0.25)).mean() >= 0.999
