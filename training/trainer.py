@@ -130,9 +130,11 @@ class Trainer:
         for e in self.extras:
             e.prepare(self)
         params = [p for p in self.runner.parameters() if p.requires_grad]
-        params += [p for p in self.loss.parameters() if p.requires_grad]
-        params += [p for e in self.extras for p in e.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(params, cfg["optim"])
+        # Trainable tensors outside the DDP-wrapped runner (loss-term adapters, extras): DDP does not see
+        # them, so their gradients are averaged across processes by hand (see _sync_outside_grads).
+        self.outside_params = [p for p in self.loss.parameters() if p.requires_grad]
+        self.outside_params += [p for e in self.extras for p in e.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(params + self.outside_params, cfg["optim"])
         self.amp_dtype = self._amp_dtype(tc.get("amp"))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self._build_data()
@@ -259,6 +261,18 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                 for k, v in batch.items()}
 
+    def _sync_outside_grads(self) -> None:
+        """Average gradients of trainable tensors that DDP does not manage, so replicas stay identical."""
+        if not self.dist.distributed or not self.outside_params:
+            return
+        import torch.distributed as dist
+
+        for p in self.outside_params:
+            if p.grad is None:  # every process must join every all_reduce, used or not
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= self.dist.world_size
+
     def train_step(self, batch: dict[str, Any], unlabeled: dict[str, Any] | None) -> dict[str, float]:
         """One optimizer step on one batch (every width); returns the step's logs."""
         oc, tc = self.cfg["optim"], self.cfg["train"]
@@ -281,6 +295,7 @@ class Trainer:
                                "lower optim.lr, or set train.amp: none to rule out fp16 overflow")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self._sync_outside_grads()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
