@@ -37,7 +37,7 @@ from std_srvs.srv import SetBool  # noqa: E402
 
 from slimseg_ros.node import battery_observation, scale_camera_info  # noqa: E402
 from slimseg_ros.stats import LatencyWindow, RateMeter  # noqa: E402
-from slimseg_ros.visualize import colorize, make_palette  # noqa: E402
+from slimseg_ros.visualize import colorize, make_palette, overlay  # noqa: E402
 from slimseg_ros.worker import NewestFrameWorker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,6 +226,16 @@ def test_camera_info_scaled_to_label_size() -> None:
     assert list(info.k)[0] == 400.0  # the stored message is not modified
     same = scale_camera_info(info, 360, 480)
     assert list(same.k) == list(info.k)
+
+
+def test_node_module_imports_without_torch() -> None:
+    code = (
+        "import sys, slimseg_ros.node; "
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' "
+        "or m.startswith('slimseg_ros.training')]; "
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
 # --- the node process ----------------------------------------------------------------------------------
@@ -423,16 +433,18 @@ def test_bad_frames_are_dropped_counted_and_node_keeps_running(running, frames, 
     harness, proc, _ = running
     before = int(harness.diag.get("drops_invalid", "0"))
     key = harness.send(frames[0], encoding="16UC1")
+    wait_until(
+        lambda: int(harness.diag.get("drops_invalid", "0")) == before + 1, 10, "an invalid drop counted"
+    )
+    assert "unsupported image encoding '16UC1'" in harness.diag["last_error"]
     truncated = Image(height=360, width=480, encoding="rgb8", step=1440, data=bytes(100))
     harness.pub_image.publish(truncated)
-    wait_until(
-        lambda: int(harness.diag.get("drops_invalid", "0")) >= before + 2, 10, "two invalid drops counted"
-    )
+    wait_until(lambda: int(harness.diag.get("drops_invalid", "0")) == before + 2, 10, "a second invalid drop")
+    assert "truncated" in harness.diag["last_error"]
     assert key not in harness.labels
     assert proc.poll() is None
     msg = harness.wait_labels(harness.send(frames[2]))
     assert np.array_equal(np.frombuffer(msg.data, np.uint8).reshape(360, 480), expected(2, 1.0))
-    assert "unsupported image encoding '16UC1'" in harness.diag["last_error"] or harness.diag["last_error"]
 
 
 @pytest.mark.slow
@@ -468,6 +480,32 @@ def test_labels_at_network_size_scale_camera_info(running, frames, expected) -> 
     assert info.k[0] == pytest.approx(400 * 128 / 480) and info.k[5] == pytest.approx(180 * 96 / 360)
     ok, reason = harness.set_param("labels_at_network_size", False)
     assert ok, reason
+
+
+@pytest.mark.slow
+def test_overlay_published_once_subscribed(running, frames, expected) -> None:
+    harness, _, _ = running
+    overlays: dict[tuple[int, int], Image] = {}
+    sub = harness.node.create_subscription(
+        Image, f"{harness.ns}/slimseg_node/overlay", lambda m: Harness._store(overlays, m), RELIABLE
+    )
+    try:
+        wait_until(
+            lambda: harness.node.count_publishers(f"{harness.ns}/slimseg_node/overlay") > 0, 5, "overlay"
+        )
+        key = None
+        for _ in range(20):  # the node sees the new subscriber after discovery: send until it publishes
+            key = harness.send(frames[0])
+            harness.wait_labels(key)
+            time.sleep(0.1)
+            if key in overlays:
+                break
+        assert key in overlays, "no overlay although subscribed"
+        palette = make_palette(harness.class_info["classes"])
+        want = overlay(frames[0], colorize(expected(0, 1.0), palette), 0.5)
+        assert np.array_equal(np.frombuffer(overlays[key].data, np.uint8).reshape(360, 480, 3), want)
+    finally:
+        harness.node.destroy_subscription(sub)
 
 
 @pytest.mark.slow
