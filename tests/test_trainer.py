@@ -35,6 +35,7 @@ def _synthetic_batch(n: int = 2, h: int = 48, w: int = 48) -> dict[str, torch.Te
     return {"image": image, "label": label, "boundary": boundary_map(label, 11, 11)}
 
 
+@pytest.mark.slow  # about 5 s per mode on a shared 2-core machine
 @pytest.mark.parametrize("method", ["slimseg", "inplace", "no_boundary", "independent"])
 def test_each_mode_overfits_a_fixed_batch(method: str) -> None:
     torch.manual_seed(0)

@@ -117,6 +117,8 @@ class Trainer:
         if tc.get("threads") and self.device.type == "cpu":
             torch.set_num_threads(int(tc["threads"]))
         seed_everything(int(tc["seed"]))
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
         self.strategy: StepStrategy = STEPS[cfg["method"]](cfg)
         self.runner: WidthRunner = self.strategy.build_runner().to(self.device)
         self.loss = self.strategy.loss.to(self.device)
