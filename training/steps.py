@@ -25,6 +25,8 @@ from slimseg_ros.training.model import ModelConfig, SlimSegNet
 from slimseg_ros.training.slimmable import set_width
 from torch import nn
 
+from slimseg_ros.errors import SlimsegError
+
 STEPS: dict[str, type[StepStrategy]] = {}
 
 
@@ -92,7 +94,11 @@ class StepStrategy:
         self.model_cfg = ModelConfig.from_dict(cfg["model"])
         self.ignore_index = int(cfg["data"]["ignore_index"])
         terms = cfg["loss"]["terms"] if cfg["loss"]["terms"] is not None else self.default_terms
-        self.loss = WeightedLoss(terms)
+        try:
+            self.loss = WeightedLoss(terms)
+        except (KeyError, ValueError, TypeError) as exc:  # unknown term, bad argument or value
+            raise SlimsegError(f"loss.terms of method {cfg['method']!r}: {exc}",
+                               "see training/losses/ for the terms and their arguments") from exc
         self.needs_boundary = self.needs_boundary or any(
             t["name"].startswith("boundary") for t in terms)
 

@@ -128,7 +128,10 @@ class Trainer:
                                                  self.num_classes)
         self.progress = progress and self.dist.is_main
         self.step = 0
-        self.extras = build_extras(cfg.get("extras"))
+        try:
+            self.extras = build_extras(cfg.get("extras"))
+        except (KeyError, TypeError) as exc:
+            raise SlimsegError(f"extras: {exc}", "check the provider names and their arguments") from exc
         for e in self.extras:
             e.prepare(self)
         params = [p for p in self.runner.parameters() if p.requires_grad]
