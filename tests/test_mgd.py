@@ -122,10 +122,13 @@ def test_mgd_teachers_then_student_through_trainer(tmp_path: Path) -> None:
         cfg = tiny(f"mgd_teacher_{name}.yaml", paths["unlabeled"])
         logs = Trainer(cfg, paths["data"], tmp_path / name, device="cpu", progress=False).run()
         assert logs["checkpoints"] and logs["step"] == 1
+        saved = (tmp_path / name / "labeled.txt").read_text()
+        assert saved == (tmp_path / "part/labeled.txt").read_text()  # the partition is recorded with the run
     cfg = tiny("slimseg_mgd_1of8.yaml", paths["unlabeled"])
-    cfg["extras"][0]["teachers"] = {n: str(tmp_path / n / "final") for n in ("wide", "deep")}
+    mgd_spec = next(e for e in cfg["extras"] if e["name"] == "mgd")
+    mgd_spec["teachers"] = {n: str(tmp_path / n / "final") for n in ("wide", "deep")}
     trainer = Trainer(cfg, paths["data"], tmp_path / "student", device="cpu", progress=False)
-    teachers = trainer.extras[0].nets
+    teachers = next(e for e in trainer.extras if hasattr(e, "nets")).nets
     frozen = {n: {k: v.clone() for k, v in t.state_dict().items()} for n, t in teachers.items()}
     student_before = {k: v.clone() for k, v in trainer.runner.state_dict().items()}
     logs = trainer.train_step(next(iter(trainer.loader)), next(trainer._unlabeled_batches()))
@@ -177,3 +180,14 @@ def test_teacher_targets_mix_pseudo_labels_with_the_image_mask() -> None:
         assert torch.equal(out["pseudo"][n][1:], expected)
         assert torch.allclose(out["logits"][n][1:], t(mixed)["logits"])
         assert out["feat"][n].shape[:2] == (3, 16) and not out["feat"][n].requires_grad
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+def test_partition_run_refuses_the_full_dataset(tmp_path: Path) -> None:
+    """A 1/8 config pointed at the full CamVid root would use every label: it must stop with a clear error."""
+    from slimseg_ros.training.trainer import Trainer
+
+    cfg = tiny("slimseg_sup_1of8.yaml", tmp_path)
+    cfg["data"]["unlabeled"] = None
+    with pytest.raises(SlimsegError, match="not a labelled partition"):
+        Trainer(cfg, DATA, tmp_path / "run", device="cpu", progress=False)

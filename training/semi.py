@@ -12,18 +12,26 @@ mgd_teacher   the teacher being trained gives its own pseudo-labels (no gradient
               and u1; `mgd_pixel` with `teachers: [self]` asks its prediction on the mix to match the mixed
               pseudo-labels (CutMix consistency, French et al. 2020; the reference code instead trains the
               teachers jointly with cross pseudo supervision, which needs two networks in one run).
+partition_record  extras provider for every partition run: refuses a --data that is not a partition of
+              the expected fraction and copies its file lists into the run folder.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from slimseg_ros.training.cutmix import box_masks, mix_images
+from slimseg_ros.training.extras import ExtraProvider, register_extra
 from slimseg_ros.training.losses import LossContext, WeightedLoss
 from slimseg_ros.training.steps import StepStrategy, register_step
 
 from slimseg_ros.errors import SlimsegError
+
+if TYPE_CHECKING:
+    from slimseg_ros.training.trainer import Trainer
 
 _OHEM = {"name": "ce", "weight": 1.0, "ohem": True}  # OHEM CE as in the MGD reference code
 
@@ -196,3 +204,39 @@ class MGDTeacherStep(_SemiStep):
         ignore = torch.full_like(batch["label"], self.ignore_index)  # labelled images learn from labels
         semi = {"pseudo": {"self": torch.cat([ignore, pseudo_u])}, "logits": {}, "feat": {}}
         return self.run_widths(runner, batch, mix_images(u0, u1, mask), semi, extra)
+
+
+@register_extra("partition_record")
+class PartitionRecord(ExtraProvider):
+    """Checks that --data is a partition laid out by training/partition.py and saves its lists with the run.
+
+    A `1of8` config trained on the full dataset by mistake would silently use every label; this stops it,
+    and copies partition.json / labeled.txt / unlabeled.txt into the run folder so the run documents which
+    images had labels.
+    """
+
+    def __init__(self, fraction: str | None = None) -> None:
+        self.fraction = fraction
+
+    def prepare(self, trainer: Trainer) -> None:
+        from slimseg_ros.training.partition import load_partition, parse_fraction
+
+        root = Path(trainer.data_root)
+        src = next((d for d in (root, root.parent) if (d / "partition.json").is_file()), None)
+        if src is None:
+            raise SlimsegError(
+                f"--data {root} is not a labelled partition (no partition.json beside it)",
+                "lay one out: python -m slimseg_ros.training.partition --data ... --out ...",
+            )
+        part = load_partition(src)
+        if self.fraction is not None and part.fraction != parse_fraction(self.fraction):
+            raise SlimsegError(
+                f"--data {root} holds a {part.fraction} partition, the config expects {self.fraction}",
+                "point --data at the matching partition folder",
+            )
+        if trainer.dist.is_main:
+            out = Path(trainer.out)
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ("partition.json", "labeled.txt", "unlabeled.txt"):
+                if (src / name).is_file():
+                    shutil.copyfile(src / name, out / name)
