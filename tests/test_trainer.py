@@ -11,7 +11,9 @@ import torch
 from slimseg_ros.training.boundary import boundary_map
 from slimseg_ros.training.checkpoint import load_checkpoint
 from slimseg_ros.training.config import load_config
-from slimseg_ros.training.steps import STEPS
+from slimseg_ros.training.extras import ExtraProvider, register_extra
+from slimseg_ros.training.losses import LossContext, register
+from slimseg_ros.training.steps import STEPS, SlimSegStep, register_step
 from slimseg_ros.training.trainer import EpochSampler, Trainer, poly_lr
 
 from slimseg_ros.errors import SlimsegError
@@ -133,3 +135,61 @@ def test_bad_config_values_are_clear_errors() -> None:
         load_config(None, ["method=magic"])
     with pytest.raises(SlimsegError, match="unknown config section"):
         load_config(None, ["trian.steps=3"])
+
+
+# ---- extension points: an extras provider, a trainable loss term and a step strategy from outside ----------
+
+@register_extra("test_probe")
+class _ProbeExtra(ExtraProvider):
+    """Adds a trainable scalar and passes the batch mean to the loss context."""
+
+    def __init__(self, init: float = 1.0) -> None:
+        self.scale = torch.nn.Parameter(torch.tensor(float(init)))
+        self.prepared_on = None
+
+    def prepare(self, trainer: Trainer) -> None:
+        self.prepared_on = trainer.device
+
+    def compute(self, images: torch.Tensor, batch: dict) -> dict:
+        return {"probe_mean": images.mean(), "probe_scale": self.scale}
+
+    def parameters(self):
+        return iter([self.scale])
+
+
+@register("test_probe_term")
+class _ProbeTerm(torch.nn.Module):
+    """Uses the provider's output and owns a trainable per-term parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, ctx: LossContext) -> torch.Tensor:
+        assert "probe_mean" in ctx.extra
+        return (ctx.extra["probe_scale"] - 2.0) ** 2 + self.bias**2 + 0 * ctx.student["logits"].sum()
+
+
+@register_step("test_semi")
+class _SemiStep(SlimSegStep):
+    """Checks the unlabelled stream reaches a registered strategy, then does a normal SlimSeg step."""
+
+    seen_unlabeled = 0
+
+    def compute(self, runner, batch, unlabeled, extra):
+        assert unlabeled is not None and unlabeled["image"].shape[0] == 3
+        type(self).seen_unlabeled += 1
+        return super().compute(runner, batch, unlabeled, extra)
+
+
+def test_extension_points_train_their_parameters(camvid_root: Path, tmp_path: Path) -> None:
+    terms = "[{name: ce}, {name: test_probe_term, weight: 1.0, apply_to: widest}]"
+    unl = f"{{folders: [{camvid_root / 'val'}], batch_size: 3}}"
+    trainer = _run(camvid_root, tmp_path, ["method=test_semi", f"loss.terms={terms}",
+                                           "extras=[{name: test_probe}]", f"data.unlabeled={unl}",
+                                           "train.steps=2", "data.val_split=null"])
+    probe = trainer.extras[0]
+    assert probe.prepared_on == torch.device("cpu")
+    assert float(probe.scale.detach()) > 1.0  # pulled towards 2 by the optimizer
+    assert float(trainer.loss.terms[1].bias.detach()) < 0.5  # loss-term parameters are trained too
+    assert _SemiStep.seen_unlabeled == 2
