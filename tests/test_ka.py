@@ -203,4 +203,4 @@ def test_step_cost_stand_ins_replace_missing_teacher_and_autoencoder(tmp_path: P
     net, _ = load_checkpoint(spec["teacher"])
     ae, _ = load_autoencoder(spec["autoencoder"])
     assert net.cfg.decoder_channels == ae.in_channels == 128 and ae.code_channels == 64
-    assert cfg["extras"][0]["teacher"] == "runs/camvid_slimseg/final"  # the input config is not modified
+    assert cfg["extras"][0]["teacher"] == "runs/slimseg/final"  # the input config is not modified

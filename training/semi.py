@@ -153,8 +153,8 @@ class MGDStep(_SemiStep):
     """MGD student: SlimSeg terms on labelled pixels + MGD pixel/image/region terms with frozen teachers."""
 
     default_terms = [
-        {**_OHEM, "on": "widest"},
-        {**_OHEM, "weight": 0.5, "on": "narrower"},
+        {**_OHEM, "apply_to": "widest"},
+        {**_OHEM, "weight": 0.5, "apply_to": "narrower"},
         {"name": "kd", "weight": 1.0, "temperature": 1.0},
         {"name": "boundary_bce", "weight": 1.0},
         {"name": "boundary_guided", "weight": 0.5},
