@@ -291,9 +291,9 @@ class Trainer:
                                              int(self.cfg["loss"].get("boundary_kernel", 3)))
         if unlabeled is not None:
             unlabeled = self._to_device(unlabeled)
-        extra = compute_extras(self.extras, batch["image"], batch)
         amp = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext())
-        with amp:
+        with amp:  # frozen teachers in extras run in mixed precision too
+            extra = compute_extras(self.extras, batch["image"], batch)
             loss, logs = self.strategy.compute(self.module, batch, unlabeled, extra)
         if not torch.isfinite(loss):
             raise SlimsegError(f"loss is {float(loss)} at step {self.step}",
