@@ -191,3 +191,31 @@ def test_partition_run_refuses_the_full_dataset(tmp_path: Path) -> None:
     cfg["data"]["unlabeled"] = None
     with pytest.raises(SlimsegError, match="not a labelled partition"):
         Trainer(cfg, DATA, tmp_path / "run", device="cpu", progress=False)
+
+
+def test_teacher_pretraining_mean_teacher_average() -> None:
+    """loss.ema: pseudo-labels come from an exponential moving average of the weights, updated every step."""
+    from slimseg_ros.training.config import load_config
+    from slimseg_ros.training.steps import STEPS
+
+    cfg = load_config(CONFIGS / "mgd_teacher_wide.yaml")
+    cfg["model"].update({**TINY_MODEL, "widths": [1.0]})
+    step = STEPS["mgd_teacher"](cfg)
+    assert step.ema_decay == 0.99
+    runner = step.build_runner()
+    net = runner.net(1.0)
+    first = step.update_ema(net)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), net.parameters(), strict=True))
+    assert not any(p.requires_grad for p in first.parameters()) and not first.training
+    old = [p.detach().clone() for p in net.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    second = step.update_ema(net)
+    for e, o, p in zip(second.parameters(), old, net.parameters(), strict=True):
+        assert torch.allclose(e, 0.99 * o + 0.01 * p, atol=1e-6)
+    logits = step.pseudo_logits(runner, [torch.randn(2, 3, 32, 32)])
+    assert logits[0].shape == (2, 11, 32, 32) and not logits[0].requires_grad
+    cfg["loss"]["ema"] = 1.5
+    with pytest.raises(SlimsegError, match="loss.ema"):
+        STEPS["mgd_teacher"](cfg)

@@ -8,16 +8,18 @@ mgd           every width of the slimmable student runs once on [labelled ; mixe
               see the whole batch with the frozen teachers' outputs in `ctx.extra["mgd"]` (pseudo-labels,
               logits, features, from `prepare_mgd_extra`); every other term (SlimSeg's CE/OHEM, stepwise KD,
               boundary) sees only the labelled part, exactly as in supervised SlimSeg.
-mgd_teacher   the teacher being trained gives its own pseudo-labels (no gradients, current weights) on u0
-              and u1; `mgd_pixel` with `teachers: [self]` asks its prediction on the mix to match the mixed
-              pseudo-labels (CutMix consistency, French et al. 2020; the reference code instead trains the
-              teachers jointly with cross pseudo supervision, which needs two networks in one run).
+mgd_teacher   the teacher being trained gives its own pseudo-labels (no gradients; a mean-teacher average
+              of its weights, `loss.ema`) on u0 and u1; `mgd_pixel` with `teachers: [self]` asks its
+              prediction on the mix to match the mixed pseudo-labels (CutMix consistency, French et al. 2020;
+              the reference code instead trains the teachers jointly with cross pseudo supervision, which
+              needs two networks in one run).
 partition_record  extras provider for every partition run: refuses a --data that is not a partition of
               the expected fraction and copies its file lists into the run folder.
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ import torch
 from slimseg_ros.training.cutmix import box_masks, mix_images
 from slimseg_ros.training.extras import ExtraProvider, register_extra
 from slimseg_ros.training.losses import LossContext, WeightedLoss
+from slimseg_ros.training.slimmable import set_width
 from slimseg_ros.training.steps import StepStrategy, register_step
 
 from slimseg_ros.errors import SlimsegError
@@ -183,9 +186,49 @@ class MGDStep(_SemiStep):
 
 @register_step("mgd_teacher")
 class MGDTeacherStep(_SemiStep):
-    """MGD teacher pre-training: OHEM on labels + CutMix consistency with the network's own pseudo-labels."""
+    """MGD teacher pre-training: OHEM on labels + CutMix consistency with mean-teacher pseudo-labels.
+
+    `loss.ema` (e.g. 0.99) makes the pseudo-labels come from an exponential moving average of the weights
+    (mean teacher, as French et al. use with CutMix), which changes slowly and so gives steadier targets than
+    the network's current weights; `loss.ema: null` uses the current weights. The average is updated at the
+    start of each step, from the weights the previous optimizer step produced; it is not saved, so a resumed
+    run restarts it from the resumed weights.
+    """
 
     default_terms = [_OHEM, {"name": "mgd_pixel", "weight": 1.0, "teachers": ["self"]}]
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        ema = cfg["loss"].get("ema")
+        self.ema_decay = None if ema is None else float(ema)
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise SlimsegError(f"loss.ema must be in [0, 1), got {ema}", "e.g. 0.99, or null for no average")
+        self.ema: torch.nn.Module | None = None
+
+    @torch.no_grad()
+    def update_ema(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The averaged copy of `net` (created on first use), moved one step towards the current weights."""
+        assert self.ema_decay is not None
+        if self.ema is None:
+            self.ema = copy.deepcopy(net).requires_grad_(False)
+        else:
+            d = self.ema_decay
+            for e, p in zip(self.ema.parameters(), net.parameters(), strict=True):
+                e.mul_(d).add_(p.detach(), alpha=1.0 - d)
+            for e, b in zip(self.ema.buffers(), net.buffers(), strict=True):
+                e.copy_(b)
+        return self.ema.eval()
+
+    @torch.no_grad()
+    def pseudo_logits(self, runner: torch.nn.Module, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Widest-width logits of the averaged network (eval mode) or of the live one, per image batch."""
+        widest = max(self.model_cfg.widths)
+        if self.ema_decay is None:
+            return [runner(x, widths=[widest])[widest]["logits"] for x in images]
+        plain = getattr(runner, "module", runner)  # DistributedDataParallel -> WidthRunner
+        ema = self.update_ema(plain.net(widest))
+        set_width(ema, widest)
+        return [ema(x) for x in images]
 
     def compute(
         self,
@@ -196,11 +239,8 @@ class MGDTeacherStep(_SemiStep):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         u0, u1 = split_pair(unlabeled, "mgd_teacher")
         mask = draw_masks(u0, self.cutmix, self.generator)
-        with torch.no_grad():
-            widest = [max(self.model_cfg.widths)]
-            p0 = runner(u0, widths=widest)[widest[0]]["logits"]
-            p1 = runner(u1, widths=widest)[widest[0]]["logits"]
-            pseudo_u = mix_images(p0, p1, mask).argmax(1)
+        p0, p1 = self.pseudo_logits(runner, [u0, u1])
+        pseudo_u = mix_images(p0, p1, mask).argmax(1)
         ignore = torch.full_like(batch["label"], self.ignore_index)  # labelled images learn from labels
         semi = {"pseudo": {"self": torch.cat([ignore, pseudo_u])}, "logits": {}, "feat": {}}
         return self.run_widths(runner, batch, mix_images(u0, u1, mask), semi, extra)
