@@ -204,3 +204,21 @@ def test_step_cost_stand_ins_replace_missing_teacher_and_autoencoder(tmp_path: P
     ae, _ = load_autoencoder(spec["autoencoder"])
     assert net.cfg.decoder_channels == ae.in_channels == 128 and ae.code_channels == 64
     assert cfg["extras"][0]["teacher"] == "runs/slimseg/final"  # the input config is not modified
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+def test_ka_terms_that_do_not_fit_the_autoencoder_fail_at_start(tmp_path: Path) -> None:
+    from slimseg_ros.training.checkpoint import save_checkpoint
+    from slimseg_ros.training.model import ModelConfig, SlimSegNet
+    from slimseg_ros.training.trainer import Trainer
+
+    teacher = SlimSegNet(ModelConfig.from_dict(TINY_MODEL))
+    save_checkpoint(tmp_path / "teacher", teacher, {"train": {}, "step": 0})
+    save_autoencoder(FeatureAutoencoder(32, 16), tmp_path / "ae")
+    cfg = tiny("slimseg_ka.yaml")
+    cfg["extras"][0].update(teacher=str(tmp_path / "teacher"), autoencoder=str(tmp_path / "ae"))
+    for term in cfg["loss"]["terms"]:
+        if term["name"].startswith("ka_"):
+            term.update(code_channels=8, student_channels=32, widths=[0.25, 0.5])  # code is 16, not 8
+    with pytest.raises(SlimsegError, match="autoencoder code 16 channels"):
+        Trainer(cfg, DATA, tmp_path / "run", device="cpu", progress=False)

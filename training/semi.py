@@ -44,7 +44,7 @@ def split_pair(unlabeled: dict[str, Any] | None, method: str) -> tuple[torch.Ten
     if unlabeled is None or "image" not in unlabeled:
         raise SlimsegError(
             f"method {method} needs unlabelled images",
-            "set data.unlabeled (e.g. {partition: {fraction: 1/8}}) in the config",
+            "set data.unlabeled: {folders: [runs/camvid_1of8/unlabeled], batch_size: 16}",
         )
     u = unlabeled["image"]
     if u.shape[0] < 2:

@@ -103,12 +103,43 @@ class KAProvider(ExtraProvider):
                 "train the autoencoder on this teacher",
             )
         self.ae = freeze(ae.to(device))
+        check_adapters(trainer, ae)
 
     @torch.no_grad()
     def compute(self, images: torch.Tensor, batch: dict[str, Any]) -> dict[str, Any]:
         if self.teacher is None or self.ae is None:
             raise SlimsegError("ka extras used before prepare()")
         return {"ka_code": self.ae.encode(self.teacher(images)["feat"])}
+
+
+def check_adapters(trainer: Trainer, ae: FeatureAutoencoder) -> None:
+    """Fail at start-up, not mid-run, when the ka_* terms do not fit the student or the autoencoder."""
+    loss = getattr(trainer, "loss", None)
+    terms = (
+        [(n, t) for n, t in zip(loss.names, loss.terms, strict=True) if hasattr(t, "adapters")]
+        if loss
+        else []
+    )
+    if not terms:
+        raise SlimsegError(
+            "the ka extras feed no loss term", "add ka_adapt / ka_affinity terms to loss.terms"
+        )
+    student = unwrap_model(trainer)
+    full = channels_at(student, max(student.cfg.widths))
+    for name, term in terms:
+        for key, adapter in term.adapters.items():
+            conv = adapter.conv
+            if (
+                conv.in_channels != full
+                or conv.out_channels != ae.code_channels
+                or conv.stride[0] != ae.stride
+            ):
+                raise SlimsegError(
+                    f"loss term {name} ({key}): adapter {conv.in_channels}->{conv.out_channels} stride "
+                    f"{conv.stride[0]}, but the student's decoder has {full} channels and the autoencoder "
+                    f"code {ae.code_channels} channels at stride {ae.stride}",
+                    "set student_channels, code_channels and stride of the ka_* terms to match",
+                )
 
 
 def channels_at(net: nn.Module, width: float) -> int:
