@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,10 @@ def unwrap_model(trainer: Trainer) -> nn.Module:
     """The trainer's slimmable network (inside its WidthRunner), for the `self` teacher."""
     runner: Any = getattr(trainer, "runner", None)
     if runner is None or not getattr(runner, "shared", False):
-        raise SlimsegError("teacher 'self' needs a shared slimmable model", "give a teacher checkpoint path")
+        raise SlimsegError(
+            "KA needs one shared slimmable student (method slimseg, inplace or no_boundary)",
+            "the independent baseline has no shared network; for teacher 'self' give a checkpoint instead",
+        )
     return runner.unique_nets()[0][1]
 
 
@@ -89,6 +93,7 @@ class KAProvider(ExtraProvider):
         self.teacher_spec, self.width, self.ae_path = str(teacher), width, Path(autoencoder)
         self.teacher: FrozenTeacher | None = None
         self.ae: FeatureAutoencoder | None = None
+        self.autocast: Any = nullcontext
 
     def prepare(self, trainer: Trainer) -> None:
         """Load the teacher and its autoencoder; check that the code fits the teacher's features."""
@@ -104,12 +109,16 @@ class KAProvider(ExtraProvider):
             )
         self.ae = freeze(ae.to(device))
         check_adapters(trainer, ae)
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(trainer.cfg["train"].get("amp")))
+        if device.type == "cuda" and amp is not None:  # the trainer's mixed precision (CUDA only)
+            self.autocast = lambda: torch.autocast("cuda", dtype=amp)
 
     @torch.no_grad()
     def compute(self, images: torch.Tensor, batch: dict[str, Any]) -> dict[str, Any]:
         if self.teacher is None or self.ae is None:
             raise SlimsegError("ka extras used before prepare()")
-        return {"ka_code": self.ae.encode(self.teacher(images)["feat"])}
+        with self.autocast():  # the trainer's mixed precision: a frozen forward need not run in fp32
+            return {"ka_code": self.ae.encode(self.teacher(images)["feat"])}
 
 
 def check_adapters(trainer: Trainer, ae: FeatureAutoencoder) -> None:
