@@ -165,9 +165,11 @@ def test_bench_records_latency_and_markdown(manifest_path, tmp_path, frames):
     shutil.copytree(manifest_path.parent, copy)
     md = tmp_path / "bench.md"
     md.write_text("# Benchmarks\n\nhand-written notes stay\n")
-    args = argparse.Namespace(manifest=str(copy / "manifest.yaml"), backend="onnxruntime-cpu", device=None,
-                              threads=1, frames=3, warmup=1, widths=None, data=str(DATA), no_fp16=False,
-                              no_cuda_graphs=False, update_manifest=True, markdown=str(md))
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--manifest", str(copy / "manifest.yaml"), "--backend", "onnxruntime-cpu",
+                              "--threads", "1", "--frames", "3", "--warmup", "1", "--data", str(DATA),
+                              "--update-manifest", "--markdown", str(md)])
     assert bench.run(args) == 0
     assert bench.run(args) == 0  # a second run replaces its section instead of appending another
     manifest = Manifest.load(copy)
