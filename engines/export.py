@@ -199,38 +199,42 @@ def _miou(conf) -> float:
 def compare_postprocess(model: Any, meta: dict[str, Any], manifest_path: Path, data_dir: str | Path,
                         split: str = "val", frames: int = 101, opset: int = 17, log: Any = print
                         ) -> dict[str, Any]:
-    """Label agreement and mIoU of the exported graphs against `exact` ones, on real frames of a split.
+    """Label agreement with `exact` and mIoU of every cheaper post-processing mode, on real frames of a split.
 
-    Both are run through ONNX Runtime, i.e. exactly what gets deployed; labels are compared at the export
-    size against the ground truth resized with nearest neighbour. Returns the figures per width.
+    All graphs run through ONNX Runtime, i.e. exactly what gets deployed (the manifest's own graphs for its
+    mode, the others exported to a temporary folder); labels are compared at the export size against the
+    ground truth resized with nearest neighbour. Returns the figures per width and mode.
     """
     import cv2
     import numpy as np
-    from slimseg_ros.engines.onnx_graph import DeployGraph
+    from slimseg_ros.engines.onnx_graph import POSTPROCESS_MODES, DeployGraph
 
     from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     manifest = Manifest.load(manifest_path)
-    other = "exact" if manifest.postprocess == "fast" else "fast"
     images = sorted((Path(data_dir) / split).glob("*.[jp][pn]g"))[:frames]
     if not images:
         raise SlimsegError(f"no images in {Path(data_dir) / split}", "pass the CamVid folder with --data")
     h, w = manifest.input_size
     with tempfile.TemporaryDirectory() as tmp:
-        alt = manifest.copy()
-        for entry in alt.data["widths"]:
-            subnet = model.subnet(entry["width"]).eval()
-            graph = DeployGraph(subnet, meta["mean"], meta["std"], postprocess=other)
-            path = export_graph(graph, Path(tmp) / onnx_name(entry["width"], other), h, w, opset)
-            entry["onnx"] = {"file": str(path), "sha256": sha256_file(path)}
-        alt.data["postprocess"] = other
-        alt.root = Path(tmp)
-        runs = {manifest.postprocess: OnnxRuntimeBackend(manifest), other: OnnxRuntimeBackend(alt)}
+        runs = {manifest.postprocess: OnnxRuntimeBackend(manifest)}
+        for mode in POSTPROCESS_MODES:
+            if mode in runs:
+                continue
+            alt = manifest.copy()
+            for entry in alt.data["widths"]:
+                subnet = model.subnet(entry["width"]).eval()
+                graph = DeployGraph(subnet, meta["mean"], meta["std"], postprocess=mode)
+                path = export_graph(graph, Path(tmp) / onnx_name(entry["width"], mode), h, w, opset)
+                entry["onnx"] = {"file": str(path), "sha256": sha256_file(path)}
+            alt.data["postprocess"] = mode
+            runs[mode] = OnnxRuntimeBackend(alt)
         n = manifest.num_classes
         results: dict[str, Any] = {"split": split, "frames": len(images), "size": [h, w], "widths": {}}
         for width in manifest.widths:
             conf = {mode: np.zeros((n, n), np.int64) for mode in runs}
-            same = total = 0
+            same = dict.fromkeys(runs, 0)
+            total = 0
             for img_path in images:
                 image = cv2.cvtColor(cv2.imread(str(img_path)), cv2.COLOR_BGR2RGB)
                 image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -241,17 +245,19 @@ def compare_postprocess(model: Any, meta: dict[str, Any], manifest_path: Path, d
                                        "check the dataset layout")
                 target = cv2.resize(target, (w, h), interpolation=cv2.INTER_NEAREST)
                 preds = {mode: backend.infer(image, width) for mode, backend in runs.items()}
-                same += int((preds["fast"] == preds["exact"]).sum())
-                total += preds["fast"].size
+                total += preds["exact"].size
                 for mode, pred in preds.items():
+                    same[mode] += int((pred == preds["exact"]).sum())
                     conf[mode] += _confusion(pred, target, n, manifest.ignore_index)
-            row = {"agreement": same / total, "miou_fast": _miou(conf["fast"]),
-                   "miou_exact": _miou(conf["exact"])}
-            row["miou_delta"] = row["miou_fast"] - row["miou_exact"]
+            exact = _miou(conf["exact"])
+            row: dict[str, Any] = {"miou_exact": exact}
+            for mode in POSTPROCESS_MODES:
+                if mode != "exact":
+                    miou = _miou(conf[mode])
+                    row[mode] = {"agreement": same[mode] / total, "miou": miou, "miou_delta": miou - exact}
+                    log(f"width {width:g} {mode:>7}: agreement with exact {100 * same[mode] / total:.2f} %  "
+                        f"mIoU {miou:.4f} vs exact {exact:.4f} (delta {miou - exact:+.4f})")
             results["widths"][f"{width:g}"] = row
-            log(f"width {width:g}: agreement {100 * row['agreement']:.3f} %  "
-                f"mIoU fast {row['miou_fast']:.4f}  exact {row['miou_exact']:.4f}  "
-                f"delta {row['miou_delta']:+.4f}")
         for backend in runs.values():
             backend.close()
     return results
@@ -265,7 +271,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", type=float, nargs="+", help="subset of the model's widths (default all)")
     parser.add_argument("--eval-json", help="accuracy per width (JSON from `slimseg eval`) for the manifest")
     parser.add_argument("--keep-logits", action="store_true", help="add a float32 'logits' output")
-    parser.add_argument("--postprocess", choices=("fast", "exact"), default="fast",
+    parser.add_argument("--postprocess", choices=("fast", "quarter", "exact"), default="fast",
                         help="fast: argmax at 1/8, nearest upsample (default); exact: bilinear, argmax")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--copy-checkpoint", action="store_true",

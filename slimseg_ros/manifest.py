@@ -20,7 +20,7 @@ from slimseg_ros.errors import SlimsegError
 
 FORMAT = "slimseg-manifest/1"
 MANIFEST_NAME = "manifest.yaml"
-POSTPROCESS_MODES = ("fast", "exact")
+POSTPROCESS_MODES = ("fast", "quarter", "exact")
 _WIDTH_TOL = 1e-6
 
 
