@@ -200,7 +200,7 @@ def postprocess_breakdown(manifest: Manifest, device: str = "cuda", fp16: bool =
     the end-to-end bench cannot separate; this times the three variants of each width on device.
     """
     import torch
-    from slimseg_ros.engines.onnx_graph import NETWORK_ONLY, DeployGraph
+    from slimseg_ros.engines.onnx_graph import NETWORK_ONLY, POSTPROCESS_MODES, DeployGraph
     from slimseg_ros.training.checkpoint import load_checkpoint
 
     ckpt = manifest.checkpoint_path()
@@ -213,25 +213,27 @@ def postprocess_breakdown(manifest: Manifest, device: str = "cuda", fp16: bool =
     rows: dict[float, dict[str, float]] = {}
     for width in manifest.widths:
         row = {}
-        for mode in (NETWORK_ONLY, "fast", "exact"):
+        for mode in (NETWORK_ONLY, *POSTPROCESS_MODES):
             graph = DeployGraph(model.subnet(width), mean, std, postprocess=mode).eval().to(device)
             row[mode] = _time_module(graph.half() if fp16 else graph, image, iters, warmup)
-        rows[width] = {"network_ms": row[NETWORK_ONLY], "fast_ms": row["fast"], "exact_ms": row["exact"],
-                       "fast_share": row["fast"] / row[NETWORK_ONLY] - 1.0,
-                       "exact_share": row["exact"] / row[NETWORK_ONLY] - 1.0}
+        rows[width] = {"network_ms": row[NETWORK_ONLY]}
+        for mode in POSTPROCESS_MODES:
+            rows[width][f"{mode}_ms"] = row[mode]
+            rows[width][f"{mode}_share"] = row[mode] / row[NETWORK_ONLY] - 1.0
     return rows
 
 
 def breakdown_section(title: str, command: str, machine: str, rows: dict[float, dict[str, float]]) -> str:
     """Markdown table of network vs post-processing time per width."""
+    from slimseg_ros.engines.onnx_graph import POSTPROCESS_MODES
+
+    header = " | ".join(f"{m} ms | {m} post-proc. share" for m in POSTPROCESS_MODES)
     lines = [f"### {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
-             "| width | network ms | fast ms | fast post-proc. share | exact ms | exact post-proc. share |",
-             "|---|---|---|---|---|---|"]
+             f"| width | network ms | {header} |", "|---|---|" + "---|---|" * len(POSTPROCESS_MODES)]
     for w in sorted(rows):
         r = rows[w]
-        lines.append(f"| {w:g} | {r['network_ms']:.3f} | {r['fast_ms']:.3f} | "
-                     f"{100 * r['fast_share']:.1f} % | "
-                     f"{r['exact_ms']:.3f} | {100 * r['exact_share']:.1f} % |")
+        cells = [f"{r[m + '_ms']:.3f} | {100 * r[m + '_share']:.1f} %" for m in POSTPROCESS_MODES]
+        lines.append(f"| {w:g} | {r['network_ms']:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
