@@ -29,11 +29,12 @@ from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import FORMAT, MANIFEST_NAME, Manifest, sha256_file
 
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 360, 480
+DEFAULT_POSTPROCESS = "quarter"  # kept equal to engines/onnx_graph.py (importing it would pull in torch)
 
 
-def onnx_name(width: float, postprocess: str = "fast") -> str:
+def onnx_name(width: float, postprocess: str = DEFAULT_POSTPROCESS) -> str:
     """File name of one width's graph (the postprocess mode is in the name only when not the default)."""
-    suffix = "" if postprocess == "fast" else f"_{postprocess}"
+    suffix = "" if postprocess == DEFAULT_POSTPROCESS else f"_{postprocess}"
     return f"slimseg_w{width:.2f}{suffix}.onnx"
 
 
@@ -114,7 +115,7 @@ def export_model(
     height: int = DEFAULT_HEIGHT,
     width: int = DEFAULT_WIDTH,
     widths: list[float] | None = None,
-    postprocess: str = "fast",
+    postprocess: str = DEFAULT_POSTPROCESS,
     keep_logits: bool = False,
     opset: int = 17,
     accuracy: dict[float, dict[str, Any]] | None = None,
@@ -178,7 +179,7 @@ def export_model(
     return Manifest(data, out_dir).save(out_dir / MANIFEST_NAME)
 
 
-# --- fast vs exact post-processing on real frames --------------------------------------------------------
+# --- cheaper post-processing vs exact on real frames --------------------------------------------------------
 def _confusion(pred, target, num_classes: int, ignore_index: int):
     import numpy as np
 
@@ -271,13 +272,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", type=float, nargs="+", help="subset of the model's widths (default all)")
     parser.add_argument("--eval-json", help="accuracy per width (JSON from `slimseg eval`) for the manifest")
     parser.add_argument("--keep-logits", action="store_true", help="add a float32 'logits' output")
-    parser.add_argument("--postprocess", choices=("fast", "quarter", "exact"), default="fast",
-                        help="fast: argmax at 1/8, nearest upsample (default); exact: bilinear, argmax")
+    parser.add_argument("--postprocess", choices=("fast", "quarter", "exact"), default=DEFAULT_POSTPROCESS,
+                        help="fast: argmax at 1/8 + nearest; quarter (default): 2x bilinear, argmax at "
+                             "1/4 + nearest; exact: full-size bilinear, argmax")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--copy-checkpoint", action="store_true",
                         help="copy the checkpoint into --out (the torch backend then needs only that folder)")
     parser.add_argument("--compare-postprocess", action="store_true",
-                        help="after export, compare fast vs exact post-processing on real frames (--data)")
+                        help="after export, compare each post-processing mode with exact (--data)")
     parser.add_argument("--data", help="CamVid-layout dataset folder for --compare-postprocess")
     parser.add_argument("--split", default="val", help="split for --compare-postprocess (default val)")
     parser.add_argument("--compare-frames", type=int, default=101, help="frames for --compare-postprocess")

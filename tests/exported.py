@@ -128,7 +128,7 @@ def build_test_model(arch: str = "resnet18", seed: int = 0,
 
 def export_test_manifest(out_dir: str | Path, arch: str = "resnet18", height: int = 96, width: int = 128,
                          seed: int = 0, widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0),
-                         keep_logits: bool = False, postprocess: str = "fast") -> Path:
+                         keep_logits: bool = False, postprocess: str = "quarter") -> Path:
     """Checkpoint, one ONNX per width and manifest.yaml in out_dir via the real export; the manifest path."""
     import torch
     from slimseg_ros.engines.export import export_model

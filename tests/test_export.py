@@ -33,7 +33,7 @@ def frames():
 def logits_export(tmp_path_factory):
     """Both post-processing modes exported with logits kept, from one checkpoint."""
     out = tmp_path_factory.mktemp("export_logits")
-    fast = export_test_manifest(out / "fast", height=H, width=W, keep_logits=True)
+    fast = export_test_manifest(out / "fast", height=H, width=W, keep_logits=True, postprocess="fast")
     model, meta = load_checkpoint(fast.parent / "checkpoint")
     exact = export_model(model, meta, out / "exact", H, W, widths=[0.25, 1.0], postprocess="exact",
                          keep_logits=True, log=lambda _m: None)
@@ -91,6 +91,14 @@ def test_exact_graph_labels_are_argmax_of_subnet(logits_export, frames):
             ref = model.subnet(w)(x).argmax(1)[0].numpy()
         assert (backend.infer(image, w) == ref).mean() >= 0.999
     backend.close()
+
+
+def test_default_postprocess_is_one_value():
+    from slimseg_ros.engines import export, onnx_graph
+
+    assert export.DEFAULT_POSTPROCESS == onnx_graph.DEFAULT_POSTPROCESS == "quarter"
+    assert export.onnx_name(0.5) == "slimseg_w0.50.onnx"
+    assert export.onnx_name(1.0, "exact") == "slimseg_w1.00_exact.onnx"
 
 
 def test_manifest_contents(logits_export):
