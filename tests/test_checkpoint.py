@@ -145,3 +145,37 @@ def test_save_rejects_inconsistent_metadata(tmp_path: Path) -> None:
     stem = save_checkpoint(tmp_path / "y", model, {})  # defaults fill what is not given
     meta = json.loads(stem.with_suffix(".json").read_text())
     assert len(meta["classes"]) == 3 and meta["step"] == 0
+
+
+def test_int8_checkpoint_is_compact_and_close(saved: tuple[SlimSegNet, Path], tmp_path: Path) -> None:
+    model, stem = saved
+    small = save_checkpoint(tmp_path / "small", model, META, int8=True)
+    size_fp32 = stem.with_suffix(".safetensors").stat().st_size
+    size_int8 = small.with_name("small.safetensors").stat().st_size
+    assert size_int8 < 0.4 * size_fp32
+    loaded, meta = load_checkpoint(small)
+    assert meta["step"] == 42
+    x = torch.randn(1, 3, 32, 32)
+    for w in (0.5, 1.0):
+        set_width(model, w)
+        set_width(loaded, w)
+        with torch.no_grad():
+            ref, got = model(x), loaded(x)
+        # per-channel int8 weights: logits move by a small fraction of their spread
+        assert (ref - got).abs().max() < 0.05 * ref.std()
+    for k, v in model.state_dict().items():
+        if v.is_floating_point() and v.ndim >= 2:
+            step = v.abs().reshape(v.shape[0], -1).amax(1) / 127
+            err = (loaded.state_dict()[k] - v).abs().reshape(v.shape[0], -1).amax(1)
+            assert torch.all(err <= step / 2 + 1e-7), k
+
+
+def test_int8_scales_without_header_are_rejected(saved: tuple[SlimSegNet, Path], tmp_path: Path) -> None:
+    model, _ = saved
+    small = save_checkpoint(tmp_path / "small", model, META, int8=True)
+    from safetensors.torch import load_file
+
+    state = load_file(str(small) + ".safetensors")
+    save_file(state, str(tmp_path / "small.safetensors"), metadata={"format": "slimseg-checkpoint/1"})
+    with pytest.raises(SlimsegError, match="int8"):
+        load_checkpoint(small)
