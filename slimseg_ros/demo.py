@@ -49,13 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="checkpoint to export (default: the committed one)")
     model.add_argument("--manifest", help="use an existing export (manifest.yaml) instead of --ckpt")
     model.add_argument("--backend", default="onnxruntime", help="node backend (default onnxruntime)")
-    model.add_argument("--height", type=int, default=360, help="network input height for the export")
-    model.add_argument("--width", type=int, default=480, help="network input width for the export")
+    model.add_argument("--height", type=int, help="network input height for the export "
+                       "(default: the checkpoint's training eval size, else 360)")
+    model.add_argument("--width", type=int, help="network input width (default: likewise, else 480)")
     run = parser.add_argument_group("run")
     run.add_argument("--out", default="demo_out", help="folder for pictures and records (default demo_out)")
     run.add_argument("--camera-fps", type=float, default=10.0, help="frame rate of the simulated camera")
     run.add_argument("--battery-s", type=float, default=40.0, help="seconds to drain the battery 100%%->10%%")
-    run.add_argument("--fps-phase-s", type=float, default=30.0, help="seconds of the fps-target phase")
+    run.add_argument("--fps-phase-s", type=float, default=45.0, help="seconds of the fps-target phase")
     run.add_argument("--target-fps", type=float, default=None,
                      help="fps target (default: from measured latency)")
     run.add_argument("--quick", action="store_true", help="short phases and few frames (for tests)")
@@ -74,13 +75,16 @@ def _resolve_manifest(args: argparse.Namespace, out: Path) -> Path:
     weights = ckpt.with_suffix(".safetensors") if ckpt.suffix != ".safetensors" else ckpt
     if not weights.is_file():
         raise SlimsegError(f"no checkpoint at {weights}", "pass --ckpt or --manifest (see README: training)")
+    model, meta = load_checkpoint(ckpt)
+    eval_size = (meta.get("train", {}).get("data", {}) or {}).get("eval_size") or [360, 480]
+    args.height = args.height or int(eval_size[0])
+    args.width = args.width or int(eval_size[1])
     key = f"{sha256_file(weights)[:16]}-{args.height}x{args.width}"
     target = out / "model"
     stamp = target / "source.txt"
     if stamp.is_file() and stamp.read_text().strip() == key and (target / "manifest.yaml").is_file():
         return target / "manifest.yaml"
     shutil.rmtree(target, ignore_errors=True)
-    model, meta = load_checkpoint(ckpt)
     print(f"exporting {ckpt.name} to ONNX, one sub-network per width ({args.height}x{args.width}) ...")
     eval_json = weights.with_name(weights.stem + ".eval.json")
     accuracy = None
@@ -120,6 +124,12 @@ def _montage(manifest_path: Path, frame: Frame, out: Path, backend_name: str) ->
             flops = manifest.entry(width).get("flops")
             results.append(WidthResult(width, labels, score, flops / 1e9 if flops else None, latency[width]))
         montage(frame.rgb, results, make_palette(manifest.colors), out / "montage.png")
+        for width, ms in latency.items():  # the node's fps policy starts from these instead of FLOPs
+            manifest.set_latency(width, backend.name, {"p50_ms": ms, "frames": 5, "source": "slimseg demo"})
+        try:
+            manifest.save()
+        except OSError as exc:  # a read-only export still runs; the node then falls back to FLOPs
+            print(f"note: could not record latencies in {manifest_path}: {exc}")
     finally:
         backend.close()
     return latency

@@ -197,13 +197,13 @@ class SlimsegNode(Node):
             )
             values["battery_thresholds"] = None
         self._values = values
+        self._costs = self._manifest_costs(widths)  # before the first policy, which uses them
         try:
             self.policy: WidthPolicy = self._build_policy(values, start)
         except ValueError as exc:
             raise SlimsegError(f"policy '{values['policy']}': {exc}", "fix the policy parameters") from exc
         self._pending: tuple[WidthPolicy, str] | None = None
         self.width = self.policy.width
-        self._costs = self._manifest_costs(widths)
 
         self.palette = make_palette(self.manifest.data["classes"])
         self.in_rate, self.out_rate = RateMeter(), RateMeter()
@@ -238,19 +238,27 @@ class SlimsegNode(Node):
         )
 
     def _manifest_costs(self, widths: list[float]) -> list[float] | None:
-        """FLOPs per width from the manifest: better first guesses for the fps policy than width ratios."""
-        try:
-            costs = [float(self.manifest.entry(w).get("flops") or 0) for w in widths]
-        except (SlimsegError, TypeError, ValueError):
-            return None
-        return costs if all(c > 0 for c in costs) else None
+        """Relative cost per width for the fps policy's first guesses, best evidence first.
+
+        Latency measured on this backend (`slimseg bench --update-manifest`) beats FLOPs, which overstate
+        how much slower wide widths run (fixed per-layer overheads); FLOPs beat plain width ratios.
+        """
+        for read in (lambda e: (e.get("latency") or {}).get(self.backend.name, {}).get("p50_ms"),
+                     lambda e: e.get("flops")):
+            try:
+                costs = [float(read(self.manifest.entry(w)) or 0) for w in widths]
+            except (SlimsegError, TypeError, ValueError, AttributeError):
+                continue
+            if all(c > 0 for c in costs):
+                return costs
+        return None
 
     def _build_policy(self, values: dict[str, Any], width: float) -> WidthPolicy:
         name = values["policy"]
         accepted = PARAMETERS[name]
         kwargs = P.policy_kwargs(name, values, width, accepted)
         if "costs" in accepted:
-            kwargs["costs"] = getattr(self, "_costs", None)
+            kwargs["costs"] = self._costs
         return make_policy(name, self.backend.widths, **kwargs)
 
     def _publish_class_metadata(self) -> None:
