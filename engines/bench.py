@@ -200,6 +200,7 @@ def postprocess_breakdown(manifest: Manifest, device: str = "cuda", fp16: bool =
     the end-to-end bench cannot separate; this times the three variants of each width on device.
     """
     import torch
+
     from slimseg_ros.engines.onnx_graph import NETWORK_ONLY, POSTPROCESS_MODES, DeployGraph
     from slimseg_ros.training.checkpoint import load_checkpoint
 

@@ -208,9 +208,9 @@ def compare_postprocess(model: Any, meta: dict[str, Any], manifest_path: Path, d
     """
     import cv2
     import numpy as np
-    from slimseg_ros.engines.onnx_graph import POSTPROCESS_MODES, DeployGraph
 
     from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from slimseg_ros.engines.onnx_graph import POSTPROCESS_MODES, DeployGraph
 
     manifest = Manifest.load(manifest_path)
     images = sorted((Path(data_dir) / split).glob("*.[jp][pn]g"))[:frames]
@@ -288,6 +288,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
     from slimseg_ros.training.checkpoint import load_checkpoint
 
     if args.compare_postprocess and not args.data:

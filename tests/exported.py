@@ -67,6 +67,7 @@ def _diversify_classifier(model, x) -> None:
     the mean logit of that width (computed on the calibration batch `x`, in eval mode).
     """
     import torch
+
     from slimseg_ros.training.slimmable import set_width
 
     model.eval()
@@ -95,6 +96,7 @@ def build_test_model(arch: str = "resnet18", seed: int = 0,
     """
     import numpy as np
     import torch
+
     from slimseg_ros.training.checkpoint import IMAGENET_MEAN, IMAGENET_STD
     from slimseg_ros.training.model import ModelConfig, SlimSegNet
     from slimseg_ros.training.slimmable import set_width
@@ -131,6 +133,7 @@ def export_test_manifest(out_dir: str | Path, arch: str = "resnet18", height: in
                          keep_logits: bool = False, postprocess: str = "quarter") -> Path:
     """Checkpoint, one ONNX per width and manifest.yaml in out_dir via the real export; the manifest path."""
     import torch
+
     from slimseg_ros.engines.export import export_model
     from slimseg_ros.training.checkpoint import load_checkpoint, save_checkpoint
 

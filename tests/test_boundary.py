@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from slimseg_ros.training.boundary import boundary_map, trimap_band
 
 V = 9  # void / ignore index in these tests

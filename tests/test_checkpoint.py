@@ -10,11 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from safetensors.torch import save_file  # noqa: E402
+
+from slimseg_ros.errors import SlimsegError  # noqa: E402
 from slimseg_ros.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from slimseg_ros.training.model import ModelConfig, SlimSegNet  # noqa: E402
 from slimseg_ros.training.slimmable import set_width  # noqa: E402
-
-from slimseg_ros.errors import SlimsegError  # noqa: E402
 
 META = {
     "classes": ["a", "b", "c"],

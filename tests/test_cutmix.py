@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from slimseg_ros.training.cutmix import box_masks, mix_images, mix_labels
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.cutmix import box_masks, mix_images, mix_labels
 
 
 def test_masks_binary_seeded_and_cover_prop_range() -> None:

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
+from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.config import DEFAULTS
 from slimseg_ros.training.data import (
     SegmentationDataset,
@@ -15,8 +17,6 @@ from slimseg_ros.training.data import (
     dataset_from_config,
     find_pairs,
 )
-
-from slimseg_ros.errors import SlimsegError
 
 IGN = 11
 

@@ -9,13 +9,13 @@ import onnx
 import pytest
 import torch
 from exported import DATA, camvid_frames, export_test_manifest
-from slimseg_ros.engines.export import compare_postprocess, export_model, load_eval_json
-from slimseg_ros.engines.onnx_graph import DeployGraph
-from slimseg_ros.training.checkpoint import load_checkpoint
 
 from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+from slimseg_ros.engines.export import compare_postprocess, export_model, load_eval_json
+from slimseg_ros.engines.onnx_graph import DeployGraph
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import Manifest
+from slimseg_ros.training.checkpoint import load_checkpoint
 
 H, W = 96, 128
 torch.set_num_threads(2)
@@ -161,9 +161,8 @@ def test_cli_run_with_copied_checkpoint(tmp_path, logits_export):
     """`slimseg export` end to end: the folder it writes is self-contained for the PyTorch backend too."""
     import argparse
 
-    from slimseg_ros.engines import export
-
     from slimseg_ros.backends import create_backend
+    from slimseg_ros.engines import export
 
     _, _, fast, _ = logits_export
     eval_json = tmp_path / "eval.json"

@@ -9,12 +9,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from slimseg_ros.cli import main  # noqa: E402
+from slimseg_ros.errors import SlimsegError  # noqa: E402
 from slimseg_ros.training.checkpoint import save_checkpoint  # noqa: E402
 from slimseg_ros.training.flops import count_flops, count_params, width_costs  # noqa: E402
 from slimseg_ros.training.model import ModelConfig, SlimSegNet  # noqa: E402
-
-from slimseg_ros.cli import main  # noqa: E402
-from slimseg_ros.errors import SlimsegError  # noqa: E402
 
 
 def test_conv_flops_golden_value() -> None:

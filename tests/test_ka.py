@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.autoencoder import (
     FeatureAutoencoder,
     autoencoder_loss,
@@ -17,8 +19,6 @@ from slimseg_ros.training.autoencoder import (
 )
 from slimseg_ros.training.losses import LossContext, WeightedLoss
 from slimseg_ros.training.losses.ka import affinity_l2, cosine_affinity, normalized_l1, pool_to_bound
-
-from slimseg_ros.errors import SlimsegError
 
 torch.set_num_threads(1)
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from slimseg_ros.training.losses import LossContext, WeightedLoss, build_loss
 from slimseg_ros.training.losses.segmentation import SEGNET_CAMVID_WEIGHTS, resolve_class_weights
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import torch
+
 from slimseg_ros.training.metrics import SegmentationMeter, confusion_matrix, iou_per_class, mean_iou
 
 IGN = 255

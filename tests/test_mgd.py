@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from slimseg_ros.training.losses import LossContext, WeightedLoss
-from slimseg_ros.training.losses.mgd import pooled_logit_l1, region_self_similarity
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.losses import LossContext, WeightedLoss
+from slimseg_ros.training.losses.mgd import pooled_logit_l1, region_self_similarity
 
 torch.set_num_threads(1)
 

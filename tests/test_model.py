@@ -6,10 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from slimseg_ros.errors import SlimsegError  # noqa: E402
 from slimseg_ros.training.model import ModelConfig, SlimSegNet  # noqa: E402
 from slimseg_ros.training.slimmable import SlimmableConv2d, SwitchableBatchNorm2d, set_width  # noqa: E402
-
-from slimseg_ros.errors import SlimsegError  # noqa: E402
 
 ARCHS = ("resnet18", "mobilenetv2")
 H, W = 64, 96

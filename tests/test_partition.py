@@ -7,6 +7,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
+from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.partition import (
     list_unlabeled_folder,
     load_partition,
@@ -15,8 +17,6 @@ from slimseg_ros.training.partition import (
     save_partition,
     split_stems,
 )
-
-from slimseg_ros.errors import SlimsegError
 
 STEMS = [f"seq_{i:04d}" for i in range(367)]  # CamVid train size
 DATA = Path(os.environ.get("SLIMSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared/data/camvid"))

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 from exported import DATA, camvid_frames, export_test_manifest
+
+from slimseg_ros.backends.trt_compat import BUILD, REBUILD, USE, TrtTarget, decide_plan, mismatch
 from slimseg_ros.engines.tensorrt_build import (
     TRT_MISSING,
     calibration_images,
@@ -16,8 +18,6 @@ from slimseg_ros.engines.tensorrt_build import (
     plan_intact,
     plan_name,
 )
-
-from slimseg_ros.backends.trt_compat import BUILD, REBUILD, USE, TrtTarget, decide_plan, mismatch
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import FORMAT, Manifest, sha256_file
 
@@ -379,9 +379,8 @@ def small_export(tmp_path_factory):
 def test_build_engines_and_backend_on_stand_in(fake_trt, small_export, tmp_path):
     import argparse
 
-    from slimseg_ros.engines import tensorrt_build
-
     from slimseg_ros.backends import create_backend
+    from slimseg_ros.engines import tensorrt_build
 
     trt, cuda = fake_trt
     folder = tmp_path / "export"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.boundary import boundary_map
 from slimseg_ros.training.checkpoint import load_checkpoint
 from slimseg_ros.training.config import load_config
@@ -15,8 +17,6 @@ from slimseg_ros.training.extras import ExtraProvider, register_extra
 from slimseg_ros.training.losses import LossContext, register
 from slimseg_ros.training.steps import STEPS, SlimSegStep, register_step
 from slimseg_ros.training.trainer import EpochSampler, Trainer, poly_lr
-
-from slimseg_ros.errors import SlimsegError
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "training" / "configs" / "smoke.yaml"

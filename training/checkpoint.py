@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from slimseg_ros.training.model import ModelConfig, SlimSegNet
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.model import ModelConfig, SlimSegNet
 
 FORMAT = "slimseg-checkpoint/1"
 INT8 = "int8-per-channel"  # safetensors header value of `weights` for compact (distribution) checkpoints

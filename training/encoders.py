@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from slimseg_ros.training.slimmable import ConvBNAct, channels, fixed
 from torch import nn
+
+from slimseg_ros.training.slimmable import ConvBNAct, channels, fixed
 
 RESNET18_STAGES = (64, 128, 256, 512)  # channels of the stages at 1/4, 1/8, 1/16, 1/32
 # MobileNetV2 inverted-residual settings: expansion t, channels c, repeats n, first stride s.

@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from slimseg_ros.training.boundary import trimap_band
-from slimseg_ros.training.metrics import SegmentationMeter
-from slimseg_ros.training.slimmable import set_width
 from torch import nn
 from torch.utils.data import DataLoader
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.boundary import trimap_band
+from slimseg_ros.training.metrics import SegmentationMeter
+from slimseg_ros.training.slimmable import set_width
 
 
 def predict(net: nn.Module, images: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from slimseg_ros.training.model import SlimSegNet
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.model import SlimSegNet
 
 MIN_SIZE = 32  # the network has output stride 32
 

@@ -14,9 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from slimseg_ros.training.encoders import ENCODERS
-
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.encoders import ENCODERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +65,7 @@ def _print_table(title: str, rows: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build (or load) the model, count each width, print the table and optionally write JSON."""
     import torch
+
     from slimseg_ros.training.flops import width_costs
 
     torch.set_num_threads(min(torch.get_num_threads(), 4))

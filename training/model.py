@@ -14,6 +14,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.encoders import ENCODERS, build_encoder
 from slimseg_ros.training.slimmable import (
     ConvBNAct,
@@ -24,9 +27,6 @@ from slimseg_ros.training.slimmable import (
     to_plain,
     width_index,
 )
-from torch import nn
-
-from slimseg_ros.errors import SlimsegError
 
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
 

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.cutmix import box_masks, mix_images
 from slimseg_ros.training.extras import ExtraProvider, register_extra
 from slimseg_ros.training.losses import LossContext, WeightedLoss
 from slimseg_ros.training.slimmable import set_width
 from slimseg_ros.training.steps import StepStrategy, register_step
-
-from slimseg_ros.errors import SlimsegError
 
 if TYPE_CHECKING:
     from slimseg_ros.training.trainer import Trainer

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from slimseg_ros.training.losses import LossContext, WeightedLoss
-from slimseg_ros.training.model import ModelConfig, SlimSegNet
-from slimseg_ros.training.slimmable import set_width
 from torch import nn
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.losses import LossContext, WeightedLoss
+from slimseg_ros.training.model import ModelConfig, SlimSegNet
+from slimseg_ros.training.slimmable import set_width
 
 STEPS: dict[str, type[StepStrategy]] = {}
 

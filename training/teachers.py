@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
+
+from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.autoencoder import (
     FeatureAutoencoder,
     autoencoder_loss,
@@ -32,9 +35,6 @@ from slimseg_ros.training.checkpoint import load_checkpoint
 from slimseg_ros.training.extras import ExtraProvider, register_extra
 from slimseg_ros.training.slimmable import get_width, set_width
 from slimseg_ros.training.steps import StepStrategy, WidthRunner, register_step
-from torch import nn
-
-from slimseg_ros.errors import SlimsegError
 
 if TYPE_CHECKING:
     from slimseg_ros.training.trainer import Trainer

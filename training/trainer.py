@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.boundary import boundary_map
 from slimseg_ros.training.checkpoint import save_checkpoint
 from slimseg_ros.training.data import UnlabeledImages, dataset_from_config
@@ -28,10 +32,6 @@ from slimseg_ros.training.distributed import DistInfo, all_reduce_mean, barrier,
 from slimseg_ros.training.extras import build_extras, compute_extras
 from slimseg_ros.training.steps import STEPS, StepStrategy, WidthRunner
 from slimseg_ros.training.train_state import load_train_state, save_train_state, state_paths
-from torch import nn
-from torch.utils.data import DataLoader, Sampler
-
-from slimseg_ros.errors import SlimsegError
 
 
 class EpochSampler(Sampler[int]):

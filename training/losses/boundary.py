@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from slimseg_ros.training.losses.distill import pixel_kd
 from slimseg_ros.training.losses.registry import LossContext, register
 from slimseg_ros.training.losses.segmentation import pixel_ce
-from torch import nn
 
 
 def _require_boundary(ctx: LossContext, term: str) -> torch.Tensor:

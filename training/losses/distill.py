@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from slimseg_ros.training.losses.registry import LossContext, register
 from torch import nn
+
+from slimseg_ros.training.losses.registry import LossContext, register
 
 
 def pixel_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -19,10 +19,10 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
-from slimseg_ros.training.losses.registry import LossContext, register
 from torch import nn
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.losses.registry import LossContext, register
 
 
 def _teacher_part(ctx: LossContext, kind: str, name: str) -> torch.Tensor:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from slimseg_ros.training.losses.registry import LossContext, register
 from torch import nn
+
+from slimseg_ros.training.losses.registry import LossContext, register
 
 # sky, building, pole, road, pavement, tree, sign_symbol, fence, car, pedestrian, bicyclist
 SEGNET_CAMVID_WEIGHTS = (
