@@ -180,23 +180,6 @@ def export_model(
 
 
 # --- cheaper post-processing vs exact on real frames --------------------------------------------------------
-def _confusion(pred, target, num_classes: int, ignore_index: int):
-    import numpy as np
-
-    valid = target != ignore_index
-    idx = target[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def _miou(conf) -> float:
-    import numpy as np
-
-    inter = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - inter
-    present = union > 0
-    return float((inter[present] / union[present]).mean()) if present.any() else float("nan")
-
-
 def compare_postprocess(model: Any, meta: dict[str, Any], manifest_path: Path, data_dir: str | Path,
                         split: str = "val", frames: int = 101, opset: int = 17, log: Any = print
                         ) -> dict[str, Any]:
@@ -208,9 +191,11 @@ def compare_postprocess(model: Any, meta: dict[str, Any], manifest_path: Path, d
     """
     import cv2
     import numpy as np
+    import torch
 
     from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
     from slimseg_ros.engines.onnx_graph import POSTPROCESS_MODES, DeployGraph
+    from slimseg_ros.training.metrics import confusion_matrix, mean_iou
 
     manifest = Manifest.load(manifest_path)
     images = sorted((Path(data_dir) / split).glob("*.[jp][pn]g"))[:frames]
@@ -249,12 +234,13 @@ def compare_postprocess(model: Any, meta: dict[str, Any], manifest_path: Path, d
                 total += preds["exact"].size
                 for mode, pred in preds.items():
                     same[mode] += int((pred == preds["exact"]).sum())
-                    conf[mode] += _confusion(pred, target, n, manifest.ignore_index)
-            exact = _miou(conf["exact"])
+                    conf[mode] += confusion_matrix(torch.from_numpy(pred), torch.from_numpy(target), n,
+                                                   manifest.ignore_index).numpy()
+            exact = mean_iou(conf["exact"])
             row: dict[str, Any] = {"miou_exact": exact}
             for mode in POSTPROCESS_MODES:
                 if mode != "exact":
-                    miou = _miou(conf[mode])
+                    miou = mean_iou(conf[mode])
                     row[mode] = {"agreement": same[mode] / total, "miou": miou, "miou_delta": miou - exact}
                     log(f"width {width:g} {mode:>7}: agreement with exact {100 * same[mode] / total:.2f} %  "
                         f"mIoU {miou:.4f} vs exact {exact:.4f} (delta {miou - exact:+.4f})")
