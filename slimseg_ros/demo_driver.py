@@ -57,7 +57,7 @@ class Recording:
 class DemoDriver(Node):
     """Camera + battery simulator and recorder for one slimseg_node in namespace `ns`."""
 
-    def __init__(self, ns: str, frames: Sequence[np.ndarray], camera_fps: float, keep_overlays: int = 60,
+    def __init__(self, ns: str, frames: Sequence[np.ndarray], camera_fps: float, keep_overlays: int = 40,
                  node_name: str = "slimseg_node") -> None:
         super().__init__("slimseg_demo_driver", namespace=ns)
         self._lock = threading.Lock()

@@ -105,7 +105,7 @@ def timeline(samples: Sequence[dict], path: Path, phases: Sequence[tuple[float, 
     return path
 
 
-def animation(frames: Sequence[np.ndarray], path: Path, fps: float = 5.0, max_width: int = 480) -> Path:
+def animation(frames: Sequence[np.ndarray], path: Path, fps: float = 5.0, max_width: int = 320) -> Path:
     """Animated GIF of overlay frames (Pillow ships with matplotlib), downscaled to stay small."""
     from PIL import Image
 
