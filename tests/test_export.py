@@ -177,7 +177,7 @@ def test_cli_run_with_copied_checkpoint(tmp_path, logits_export):
     manifest = Manifest.load(out)
     assert manifest.data["model"]["checkpoint"] == "checkpoint.safetensors"
     assert manifest.entry(0.25)["accuracy"] == {"miou": 0.42, "split": "val"}
-    # textured input: a flat grey frame gives a random-init net near-tied logits, where fp rounding flips argmax
+    # textured input: on a flat grey frame a random-init net has near-tied logits; rounding flips argmax
     image = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     with create_backend("torch", out) as tb, create_backend("onnxruntime", out) as ob:
         assert (tb.infer(image, 0.25) == ob.infer(image, 0.25)).mean() >= 0.999
