@@ -58,7 +58,7 @@ def test_params_file_is_the_single_source_of_defaults() -> None:
     defaults = P.load_defaults(PARAMS_FILE)
     assert set(defaults) == set(P.SPEC_BY_NAME)
     assert defaults["policy"] in P.POLICIES and defaults["backend"] in P.BACKENDS
-    assert yaml.safe_load(PARAMS_FILE.read_text())["slimseg_node"]["ros__parameters"]["width"] == 1.0
+    assert yaml.safe_load(PARAMS_FILE.read_text())["/**/slimseg_node"]["ros__parameters"]["width"] == 1.0
     for line in PARAMS_FILE.read_text().splitlines():
         if re.match(r"^\s{4}\w+:", line):
             assert "#" in line, f"no comment on: {line}"
