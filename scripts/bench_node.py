@@ -184,13 +184,28 @@ def stop_process(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+def bench_session(transport: str) -> tuple[int, str, dict]:
+    """A fresh ROS domain and namespace per measured process, so runs never hear each other."""
+    domain = random.randint(1, 200)
+    env = transport_env(TRANSPORTS[transport])
+    env["ROS_DOMAIN_ID"] = str(domain)
+    return domain, f"/bench_{uuid.uuid4().hex[:8]}", env
+
+
+def node_command(args: argparse.Namespace, namespace: str, **params: str) -> list[str]:
+    """slimseg_node started as launch would, with the bench's common parameters plus `params`."""
+    values = {"manifest": args.manifest, "backend": args.backend, **params, "threads": args.threads,
+              "reliable_qos": str(args.reliable).lower()}
+    cmd = [str(NODE_EXE), "--ros-args"]
+    for name, value in values.items():
+        cmd += ["-p", f"{name}:={value}"]
+    return cmd + ["-r", f"__ns:={namespace}"]
+
+
 def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], echo: bool) -> dict:
     """One process pair: frames at one size over one transport; returns the figures."""
     width, height = size
-    domain = random.randint(1, 200)
-    namespace = f"/bench_{uuid.uuid4().hex[:8]}"
-    env = transport_env(TRANSPORTS[transport])
-    env["ROS_DOMAIN_ID"] = str(domain)
+    domain, namespace, env = bench_session(transport)
     if echo:
         out_ns = f"{namespace}/echo"
         cmd = [
@@ -202,24 +217,7 @@ def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], ech
         ]
     else:
         out_ns = f"{namespace}/slimseg_node"
-        cmd = [
-            str(NODE_EXE),
-            "--ros-args",
-            "-p",
-            f"manifest:={args.manifest}",
-            "-p",
-            f"backend:={args.backend}",
-            "-p",
-            f"width:={args.width}",
-            "-p",
-            f"threads:={args.threads}",
-            "-p",
-            f"reliable_qos:={str(args.reliable).lower()}",
-            "-p",
-            "diagnostics_period_s:=0.25",
-            "-r",
-            f"__ns:={namespace}",
-        ]
+        cmd = node_command(args, namespace, width=args.width, diagnostics_period_s="0.25")
     log = Path(args.log_dir) / f"{'echo' if echo else 'node'}_{transport}_{width}x{height}.log"
     proc = start_process(cmd, env, log)
     client = Client(domain, namespace, out_ns, args.reliable, TRANSPORTS[transport])
@@ -257,24 +255,8 @@ def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], ech
 
 def run_switches(args: argparse.Namespace, transport: str) -> dict:
     """Frames across width switches at 480x360: each switch, then a frame; a frame without labels is lost."""
-    domain = random.randint(1, 200)
-    namespace = f"/bench_{uuid.uuid4().hex[:8]}"
-    env = transport_env(TRANSPORTS[transport])
-    env["ROS_DOMAIN_ID"] = str(domain)
-    cmd = [
-        str(NODE_EXE),
-        "--ros-args",
-        "-p",
-        f"manifest:={args.manifest}",
-        "-p",
-        f"backend:={args.backend}",
-        "-p",
-        f"threads:={args.threads}",
-        "-p",
-        f"reliable_qos:={str(args.reliable).lower()}",
-        "-r",
-        f"__ns:={namespace}",
-    ]
+    domain, namespace, env = bench_session(transport)
+    cmd = node_command(args, namespace)
     proc = start_process(cmd, env, Path(args.log_dir) / f"node_switches_{transport}.log")
     client = Client(domain, namespace, f"{namespace}/slimseg_node", args.reliable, TRANSPORTS[transport])
     widths = [0.25, 0.5, 0.75, 1.0]
