@@ -28,9 +28,23 @@ DEFAULT_MEAN = (123.675, 116.28, 103.53)
 DEFAULT_STD = (58.395, 57.12, 57.375)
 
 
+def parse_split(spec: str) -> tuple[str, tuple[str, ...], bool]:
+    """`train`, `train:0001TP` (only frames whose stem starts with a listed sequence) or `train:!0001TP`
+    (all but those): sequence-held-out splits without copying files. Returns (folder, prefixes, exclude)."""
+    folder, _, seqs = spec.partition(":")
+    exclude = seqs.startswith("!")
+    prefixes = tuple(p for p in seqs.lstrip("!").split(",") if p)
+    if seqs and not prefixes:
+        raise SlimsegError(f"split {spec!r} names no sequence", "e.g. train:0001TP or train:!0001TP")
+    return folder, prefixes, exclude
+
+
 def find_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
-    """List (image, label) pairs of one split, matched by file stem; any missing label is an error."""
+    """List (image, label) pairs of one split, matched by file stem; any missing label is an error.
+
+    `split` may carry a sequence filter (see parse_split)."""
     root = Path(root)
+    split, prefixes, exclude = parse_split(split)
     img_dir, ann_dir = root / split, root / f"{split}annot"
     if not img_dir.is_dir():
         known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -51,6 +65,11 @@ def find_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
             raise SlimsegError(f"image {img} has no label file {ann_dir / (img.stem + '.png')}",
                                "every image needs a same-stem index PNG in <split>annot/")
         pairs.append((img, lab))
+    if prefixes:
+        pairs = [p for p in pairs if p[0].stem.startswith(prefixes) != exclude]
+        if not pairs:
+            raise SlimsegError(f"split {split}:{'!' if exclude else ''}{','.join(prefixes)} selects no frame",
+                               f"frame names in {img_dir} start with their sequence, e.g. {images[0].stem}")
     return pairs
 
 

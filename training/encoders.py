@@ -1,18 +1,21 @@
-"""Slimmable encoders: a ResNet-18-style and a MobileNetV2-style backbone, both built from slimmable units.
+"""Slimmable encoders: ResNet-18-style, MobileNetV2-style and EfficientNet-Lite backbones, all slimmable.
 
-Two mainstream families because the method claims to work across networks. Each encoder returns the 1/8
+Several mainstream families because the method claims to work across networks; EfficientNet-Lite is the one
+with ImageNet weights (training/pretrained.py) and the one the shipped model uses. Each encoder returns the 1/8
 feature (the decoder's skip connection) and the 1/32 feature (input of the context module), and exposes
 their per-width channel counts as `skip_channels` / `deep_channels`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
 
-from slimseg_ros.training.slimmable import ConvBNAct, channels, fixed
+from slimseg_ros.training.slimmable import ConvBNAct, channels, fixed, make_divisible
 
 RESNET18_STAGES = (64, 128, 256, 512)  # channels of the stages at 1/4, 1/8, 1/16, 1/32
 # MobileNetV2 inverted-residual settings: expansion t, channels c, repeats n, first stride s.
@@ -70,20 +73,24 @@ class ResNet18Encoder(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand, 3x3 depthwise, linear 1x1 project; residual when shapes allow."""
+    """MobileNetV2 / EfficientNet-Lite MBConv block: 1x1 expand, k x k depthwise, linear 1x1 project.
+
+    Residual when shapes allow. Lite blocks differ from MobileNetV2 ones only in kernel size (3 or 5) and
+    BatchNorm epsilon, so one class serves both.
+    """
 
     def __init__(
         self, widths: Sequence[float], in_list: list[int], out_list: list[int], stride: int, expand: int,
-        in_base: int,
+        in_base: int, kernel: int = 3, bn_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         hidden = channels(widths, in_base * expand) if expand != 1 else in_list
         layers: list[nn.Module] = []
         if expand != 1:
-            layers.append(ConvBNAct(widths, in_list, hidden, 1, act=nn.ReLU6))
+            layers.append(ConvBNAct(widths, in_list, hidden, 1, act=nn.ReLU6, bn_eps=bn_eps))
         layers += [
-            ConvBNAct(widths, hidden, hidden, 3, stride, depthwise=True, act=nn.ReLU6),
-            ConvBNAct(widths, hidden, out_list, 1, act=None),
+            ConvBNAct(widths, hidden, hidden, kernel, stride, depthwise=True, act=nn.ReLU6, bn_eps=bn_eps),
+            ConvBNAct(widths, hidden, out_list, 1, act=None, bn_eps=bn_eps),
         ]
         self.block = nn.Sequential(*layers)
         self.residual = stride == 1 and in_list == out_list
@@ -125,7 +132,70 @@ class MobileNetV2Encoder(nn.Module):
         return skip, self.high(skip)
 
 
-ENCODERS = {"resnet18": ResNet18Encoder, "mobilenetv2": MobileNetV2Encoder}
+# EfficientNet-Lite: MBConv stages (expansion, kernel, channels, repeats, first stride) of Lite0, and per
+# variant (width coefficient, depth coefficient) as in TensorFlow's efficientnet_lite_builder.py. Lite keeps
+# the stem's channels and the first and last stages' repeats fixed across variants ("fix_head_stem").
+LITE_STAGES = (
+    (1, 3, 16, 1, 1),
+    (6, 3, 24, 2, 2),
+    (6, 5, 40, 2, 2),
+    (6, 3, 80, 3, 2),
+    (6, 5, 112, 3, 1),
+    (6, 5, 192, 4, 2),
+    (6, 3, 320, 1, 1),
+)
+LITE_VARIANTS = {"efficientnet_lite0": (1.0, 1.0), "efficientnet_lite1": (1.0, 1.1),
+                 "efficientnet_lite2": (1.1, 1.2)}
+LITE_STEM = 32
+LITE_BN_EPS = 1e-3  # TensorFlow's epsilon, which the ImageNet statistics were computed with
+
+
+def lite_blocks(arch: str) -> list[tuple[int, int, int, int, int]]:
+    """Per-block (expand, kernel, in_channels, out_channels, stride) of a Lite variant at full width."""
+    wc, dc = LITE_VARIANTS[arch]
+    blocks, cin = [], LITE_STEM
+    for k, (t, kernel, c, n, s) in enumerate(LITE_STAGES):
+        cout = make_divisible(c * wc) if wc != 1.0 else c
+        repeats = n if k in (0, len(LITE_STAGES) - 1) else math.ceil(dc * n)
+        for r in range(repeats):
+            blocks.append((t, kernel, cin, cout, s if r == 0 else 1))
+            cin = cout
+    return blocks
+
+
+class EfficientNetLiteEncoder(nn.Module):
+    """EfficientNet-Lite feature extractor (stem + MBConv blocks, no 1280-channel head), output stride 32.
+
+    Padding is PyTorch's symmetric k//2, not TensorFlow's SAME: the two differ only by a one-pixel shift at
+    stride-2 layers, symmetric padding exports as a plain Conv, and fine-tuning absorbs the shift. The golden
+    test compares against the reference implementation built with the same padding (docs/model.md).
+    """
+
+    def __init__(self, widths: Sequence[float], arch: str = "efficientnet_lite0") -> None:
+        super().__init__()
+        stem = channels(widths, LITE_STEM)
+        blocks: list[nn.Module] = [ConvBNAct(widths, fixed(widths, 3), stem, 3, 2, act=nn.ReLU6,
+                                             bn_eps=LITE_BN_EPS)]
+        in_list, stride_so_far, skip_index = stem, 2, None
+        for t, kernel, cin, cout, s in lite_blocks(arch):
+            if s == 2 and stride_so_far == 8 and skip_index is None:
+                skip_index = len(blocks)
+            out_list = channels(widths, cout)
+            blocks.append(InvertedResidual(widths, in_list, out_list, s, t, cin, kernel, LITE_BN_EPS))
+            stride_so_far *= s
+            in_list = out_list
+        self.low = nn.Sequential(*blocks[:skip_index])
+        self.high = nn.Sequential(*blocks[skip_index:])
+        self.skip_channels = self.low[-1].block[-1][0].out_channels_list
+        self.deep_channels = in_list
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skip = self.low(x)
+        return skip, self.high(skip)
+
+
+ENCODERS = {"resnet18": ResNet18Encoder, "mobilenetv2": MobileNetV2Encoder,
+            **{name: partial(EfficientNetLiteEncoder, arch=name) for name in LITE_VARIANTS}}
 
 
 def build_encoder(arch: str, widths: Sequence[float]) -> nn.Module:

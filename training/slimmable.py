@@ -136,7 +136,7 @@ class SlimmableConv2d(nn.Conv2d, _Switchable):
 class SwitchableBatchNorm2d(nn.Module, _Switchable):
     """One private BatchNorm per width: each width keeps its own statistics, so no recalibration is needed."""
 
-    def __init__(self, widths: Sequence[float], num_features_list: Sequence[int]) -> None:
+    def __init__(self, widths: Sequence[float], num_features_list: Sequence[int], eps: float = 1e-5) -> None:
         super().__init__()
         self.widths = tuple(float(w) for w in widths)
         if len(num_features_list) != len(self.widths):
@@ -144,7 +144,7 @@ class SwitchableBatchNorm2d(nn.Module, _Switchable):
             raise ValueError(f"num_features_list has {n} entries for {len(widths)} widths")
         self.num_features_list = list(num_features_list)
         self.width_idx = len(self.widths) - 1
-        self.bn = nn.ModuleList(nn.BatchNorm2d(c) for c in self.num_features_list)
+        self.bn = nn.ModuleList(nn.BatchNorm2d(c, eps=eps) for c in self.num_features_list)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn[self.width_idx](x)
@@ -194,7 +194,10 @@ def to_plain(module: nn.Module, i: int) -> nn.Module:
 
 
 class ConvBNAct(nn.Sequential):
-    """Slimmable conv -> switchable BN -> optional activation: the unit the whole network is made of."""
+    """Slimmable conv -> switchable BN -> optional activation: the unit the whole network is made of.
+
+    `bn_eps` matches BatchNorm to pretrained weights that were trained with another epsilon (TF: 1e-3).
+    """
 
     def __init__(
         self,
@@ -206,11 +209,12 @@ class ConvBNAct(nn.Sequential):
         depthwise: bool = False,
         act: type[nn.Module] | None = nn.ReLU,
         in_segments: Sequence[Sequence[int]] | None = None,
+        bn_eps: float = 1e-5,
     ) -> None:
         layers: list[nn.Module] = [
             SlimmableConv2d(widths, in_list, out_list, kernel_size, stride, depthwise=depthwise,
                             in_segments=in_segments),
-            SwitchableBatchNorm2d(widths, out_list),
+            SwitchableBatchNorm2d(widths, out_list, eps=bn_eps),
         ]
         if act is not None:
             layers.append(act(inplace=True))

@@ -30,6 +30,7 @@ from slimseg_ros.training.checkpoint import save_checkpoint
 from slimseg_ros.training.data import UnlabeledImages, dataset_from_config
 from slimseg_ros.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from slimseg_ros.training.extras import build_extras, compute_extras
+from slimseg_ros.training.pretrained import init_pretrained
 from slimseg_ros.training.steps import STEPS, StepStrategy, WidthRunner
 from slimseg_ros.training.train_state import load_train_state, save_train_state, state_paths
 
@@ -120,7 +121,11 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
         self.strategy: StepStrategy = STEPS[cfg["method"]](cfg)
-        self.runner: WidthRunner = self.strategy.build_runner().to(self.device)
+        self.runner: WidthRunner = self.strategy.build_runner()
+        if not resume:  # a resumed run reads every weight from its state; no wheel needed then
+            mc = self.strategy.model_cfg
+            init_pretrained(self.runner, mc.arch, mc.pretrained)
+        self.runner = self.runner.to(self.device)
         self.loss = self.strategy.loss.to(self.device)
         self.num_classes = self.strategy.model_cfg.num_classes
         self.ignore_index = int(cfg["data"]["ignore_index"])
