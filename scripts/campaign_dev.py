@@ -82,10 +82,9 @@ def report(out_root: Path) -> str:
              "|---|---|---|---|---|---|---|"]
     for group, runs in groups.items():
         evals = {t: [json.loads((r / f"eval_{t}.json").read_text()) for r in runs] for t in EVAL_SPLITS}
-        walls = [float((r / "summary.json").exists() and json.loads((r / "summary.json").read_text())
-                       .get("wall_s", 0)) for r in runs]
+        walls = [json.loads((r / "summary.json").read_text()).get("wall_s", 0) for r in runs]
         for w in sorted(evals["dev"][0]["widths"], key=float):
-            def cell(tag: str, key: str, w: str = w) -> str:
+            def cell(tag: str, key: str, w: str = w, evals: dict = evals) -> str:
                 v = [e["widths"][w][key] for e in evals[tag]]
                 m = statistics.mean(v)
                 return f"{m:.1f}" if len(v) == 1 else f"{m:.1f} ± {(max(v) - min(v)) / 2:.1f}"

@@ -1,9 +1,9 @@
-"""Slimmable encoders: ResNet-18-style, MobileNetV2-style and EfficientNet-Lite backbones, all slimmable.
+"""Slimmable encoders: ResNet-18-style, MobileNetV2-style and EfficientNet-Lite backbones.
 
-Several mainstream families because the method claims to work across networks; EfficientNet-Lite is the one
-with ImageNet weights (training/pretrained.py) and the one the shipped model uses. Each encoder returns the 1/8
-feature (the decoder's skip connection) and the 1/32 feature (input of the context module), and exposes
-their per-width channel counts as `skip_channels` / `deep_channels`.
+Several mainstream families because the method claims to work across networks; EfficientNet-Lite is the
+one with ImageNet weights (training/pretrained.py) and the one the shipped model uses. Each encoder returns
+the 1/8 feature (the decoder's skip connection) and the 1/32 feature (input of the context module),
+and expose their per-width channel counts as `skip_channels` / `deep_channels`.
 """
 
 from __future__ import annotations

