@@ -135,10 +135,11 @@ def load_imagenet(encoder: nn.Module, arch: str) -> int:
         raise SlimsegError(f"{arch} weights hold {len(pairs)} conv/BN units, the encoder has {len(units)}")
     for (conv_key, bn_key), (conv, bn) in zip(pairs, units, strict=True):
         w = state[f"{conv_key}.weight"]
-        if w.shape != conv.weight.shape:
+        o, i = conv.weight.shape[:2]  # a model whose widest width is < 1 (independent) takes the first ones
+        if w.shape[2:] != conv.weight.shape[2:] or w.shape[0] < o or w.shape[1] < i:
             raise SlimsegError(f"{arch}: {conv_key} is {tuple(w.shape)}, encoder expects "
                                f"{tuple(conv.weight.shape)}")
-        conv.weight.copy_(w)
+        conv.weight.copy_(w[:o, :i])
         for i, private in enumerate(bn.bn):
             c = bn.num_features_list[i]
             for name in ("weight", "bias", "running_mean", "running_var"):
