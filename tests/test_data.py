@@ -95,3 +95,19 @@ def test_real_camvid_train_and_val(camvid_root: Path) -> None:
     val = dataset_from_config(camvid_root, data, 11, train=False)
     v = val[0]
     assert v["image"].shape == (3, 90, 120) and v["label"].shape == (360, 480)  # labels stay full size
+
+
+def test_sequence_filtered_splits_hold_a_sequence_out(tmp_path: Path) -> None:
+    """`train:SEQ` keeps one sequence, `train:!SEQ` the rest: the dev protocol's held-out split."""
+    lab = np.zeros((8, 10), np.uint8)
+    for stem in ("0001TP_1", "0001TP_2", "0006R0_1", "0016E5_1"):
+        _write(tmp_path, "train", stem, lab)
+    held = [p[0].stem for p in find_pairs(tmp_path, "train:0001TP")]
+    rest = [p[0].stem for p in find_pairs(tmp_path, "train:!0001TP")]
+    assert held == ["0001TP_1", "0001TP_2"]
+    assert rest == ["0006R0_1", "0016E5_1"]
+    assert [p[0].stem for p in find_pairs(tmp_path, "train:0006R0,0016E5")] == rest
+    with pytest.raises(SlimsegError, match="selects no frame"):
+        find_pairs(tmp_path, "train:9999XX")
+    with pytest.raises(SlimsegError, match="names no sequence"):
+        find_pairs(tmp_path, "train:!")

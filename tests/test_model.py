@@ -10,7 +10,7 @@ from slimseg_ros.errors import SlimsegError  # noqa: E402
 from slimseg_ros.training.model import ModelConfig, SlimSegNet  # noqa: E402
 from slimseg_ros.training.slimmable import SlimmableConv2d, SwitchableBatchNorm2d, set_width  # noqa: E402
 
-ARCHS = ("resnet18", "mobilenetv2")
+ARCHS = ("resnet18", "mobilenetv2", "efficientnet_lite0")
 H, W = 64, 96
 
 
