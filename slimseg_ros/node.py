@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -32,9 +31,18 @@ from std_srvs.srv import SetBool
 from slimseg_ros import params as P
 from slimseg_ros.backends import Backend, create_backend
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.image_codec import compressed_to_rgb, fill_image, image_to_rgb
+from slimseg_ros.image_codec import DECODER, compressed_to_rgb, fill_image, image_to_rgb
 from slimseg_ros.manifest import Manifest
 from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, make_policy
+from slimseg_ros.resize import (
+    Fit,
+    fit,
+    labels_at_network,
+    labels_to_frame,
+    map_box,
+    map_intrinsics,
+    to_network,
+)
 from slimseg_ros.stats import LatencyWindow, RateMeter
 from slimseg_ros.visualize import colorize, make_palette, overlay
 from slimseg_ros.worker import NewestFrameWorker
@@ -107,23 +115,33 @@ def battery_observation(msg: BatteryState) -> tuple[float | None, bool | None]:
     return fraction, None
 
 
-def scale_camera_info(info: CameraInfo, height: int, width: int) -> CameraInfo:
-    """camera_info for the labels' resolution: intrinsics, projection and ROI scaled to (height, width)."""
+def labels_camera_info(
+    info: CameraInfo, frame: tuple[int, int], geometry: Fit | None = None
+) -> CameraInfo:
+    """camera_info that describes the published labels.
+
+    Labels at the frame's (height, width): the input's camera_info, unchanged (scaled only when it was
+    calibrated at another size than the frame's). Labels at the network size (`geometry`, any resize mode):
+    K, P and the ROI mapped by the frame -> network fit (scale, plus the letterbox pad or crop offset).
+    """
     out = copy.copy(info)
-    if (info.height, info.width) == (height, width) or not info.height or not info.width:
+    affine = np.eye(3)
+    if info.height and info.width and (info.height, info.width) != tuple(frame):
+        affine = np.diag([frame[1] / info.width, frame[0] / info.height, 1.0])
+    height, width = frame
+    if geometry is not None:
+        affine = geometry.affine @ affine
+        height, width = geometry.network
+    if np.array_equal(affine, np.eye(3)):
         return out
-    sx, sy = width / info.width, height / info.height
-    k = np.array(info.k, dtype=np.float64).reshape(3, 3)
-    k[0] *= sx
-    k[1] *= sy
-    p = np.array(info.p, dtype=np.float64).reshape(3, 4)
-    p[0] *= sx
-    p[1] *= sy
+    k, p = map_intrinsics(info.k, info.p, affine)
     out.k, out.p = k.ravel(), p.ravel()
     out.height, out.width = height, width
     roi = copy.copy(info.roi)
-    roi.x_offset, roi.width = round(roi.x_offset * sx), round(roi.width * sx)
-    roi.y_offset, roi.height = round(roi.y_offset * sy), round(roi.height * sy)
+    if roi.width and roi.height:  # a zero ROI means the full image: it stays so
+        box = (roi.x_offset, roi.y_offset, roi.x_offset + roi.width, roi.y_offset + roi.height)
+        x0, y0, x1, y1 = map_box(box, affine, (height, width))
+        roi.x_offset, roi.y_offset, roi.width, roi.height = x0, y0, x1 - x0, y1 - y0
     out.roi = roi
     return out
 
@@ -206,6 +224,11 @@ class SlimsegNode(Node):
         self.width = self.policy.width
 
         self.palette = make_palette(self.manifest.data["classes"])
+        # letterbox padding at the normalisation mean reaches the network as zeros; crop margins get void
+        norm = self.manifest.normalization
+        self._pad_value = tuple(int(round(v)) for v in norm[0]) if norm else (0, 0, 0)
+        self._void = self.manifest.ignore_index if 0 <= self.manifest.ignore_index <= 255 else 255
+        self._fit: Fit | None = None
         self.in_rate, self.out_rate = RateMeter(), RateMeter()
         self.lat_stamp, self.lat_receipt, self.lat_infer = LatencyWindow(), LatencyWindow(), LatencyWindow()
 
@@ -233,7 +256,8 @@ class SlimsegNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         log.info(
             f"ready: {self.backend.describe()}; policy {values['policy']} at width {self.width:g}; "
-            f"input QoS {'reliable' if values['reliable_qos'] else 'sensor data'}"
+            f"input QoS {'reliable' if values['reliable_qos'] else 'sensor data'}; "
+            f"resize {values['resize_mode']}; image decoder {DECODER}"
             + ("; compressed input on" if values["compressed"] else "")
         )
 
@@ -370,10 +394,12 @@ class SlimsegNode(Node):
                 f"frame dropped: {exc}", throttle_duration_sec=self._values["diagnostics_period_s"]
             )
             return
+        geometry = self._geometry(rgb.shape[:2])
+        network_input = to_network(rgb, geometry, self._pad_value)
         t_infer = time.monotonic()
-        labels = self.backend.infer(rgb, self.width)
+        labels = self.backend.infer(network_input, self.width)  # already at the input size: no resize
         self.lat_infer.add(time.monotonic() - t_infer)
-        self._publish_outputs(frame.msg.header, rgb, labels)
+        self._publish_outputs(frame.msg.header, rgb, geometry, labels)
 
         done = time.monotonic()
         self.counters.processed += 1
@@ -386,23 +412,32 @@ class SlimsegNode(Node):
         obs = Observation(now=done, latency_s=done - start, battery=self._battery, charging=self._charging)
         self._apply(self.policy.update(obs))
 
-    def _publish_outputs(self, header: Any, rgb: np.ndarray, labels: np.ndarray) -> None:
-        out_labels = labels
-        if self._values["labels_at_network_size"]:
-            height, width = self.backend.input_size
-            if labels.shape != (height, width):
-                out_labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+    def _geometry(self, frame: tuple[int, int]) -> Fit:
+        """The frame -> network fit for the current resize_mode, recomputed only when size or mode change."""
+        mode = self._values["resize_mode"]
+        cached = self._fit
+        if cached is None or cached.frame != tuple(frame) or cached.mode != mode:
+            cached = self._fit = fit(frame, self.backend.input_size, mode)
+        return cached
+
+    def _publish_outputs(self, header: Any, rgb: np.ndarray, geometry: Fit, labels: np.ndarray) -> None:
+        """Labels and camera_info at the frame's or the network's size; colour and overlay at the frame's."""
+        at_network = self._values["labels_at_network_size"]
+        frame_labels = None if at_network else labels_to_frame(labels, geometry, self._void)
+        out_labels = labels_at_network(labels, geometry, self._void) if at_network else frame_labels
         msg = fill_image(Image(header=header), out_labels, "mono8")
         self.pub_labels.publish(msg)
         info = self._camera_info
         if info is not None:
-            scaled = scale_camera_info(info, *out_labels.shape)
-            scaled.header = header
-            self.pub_info.publish(scaled)
+            adjusted = labels_camera_info(info, geometry.frame, geometry if at_network else None)
+            adjusted.header = header
+            self.pub_info.publish(adjusted)
         want_color = self.pub_color.get_subscription_count() > 0
         want_overlay = self.pub_overlay.get_subscription_count() > 0
         if want_color or want_overlay:
-            color = colorize(labels, self.palette)
+            if frame_labels is None:
+                frame_labels = labels_to_frame(labels, geometry, self._void)
+            color = colorize(frame_labels, self.palette)
             if want_color:
                 self.pub_color.publish(fill_image(Image(header=header), color, "rgb8"))
             if want_overlay:
@@ -445,6 +480,8 @@ class SlimsegNode(Node):
             "enabled": str(self._enabled).lower(),
             "width": f"{self.width:g}",
             "policy": self._values["policy"],
+            "resize_mode": self._values["resize_mode"],
+            "image_decoder": DECODER,
             "backend": self.backend.name,
             "widths": ",".join(f"{w:g}" for w in self.backend.widths),
             "disabled_widths": ",".join(f"{w:g}" for w in sorted(self.backend.disabled)),

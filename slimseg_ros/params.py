@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.resize import RESIZE_MODES
 
 NODE_NAME = "slimseg_node"
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
@@ -53,6 +54,7 @@ SPECS: tuple[ParamSpec, ...] = (
         "reliable_qos", bool, "input QoS reliable instead of sensor data (best effort)", read_only=True
     ),
     ParamSpec("max_rate_hz", float, "process at most this many frames per second (0 = unlimited)"),
+    ParamSpec("resize_mode", str, f"how frames fit the network input: {' | '.join(RESIZE_MODES)}"),
     ParamSpec("labels_at_network_size", bool, "publish labels at the network input size, camera_info scaled"),
     ParamSpec("overlay_alpha", float, "weight of the colour mask in ~/overlay (0..1)"),
     ParamSpec("diagnostics_period_s", float, "period of /diagnostics (s)", read_only=True),
@@ -176,6 +178,8 @@ def check_node_param(name: str, value: Any) -> Any:
         raise ValueError(f"backend '{value}' is not one of {', '.join(BACKENDS)}")
     if name == "policy" and value not in POLICIES:
         raise ValueError(f"policy '{value}' is not one of {', '.join(POLICIES)}")
+    if name == "resize_mode" and value not in RESIZE_MODES:
+        raise ValueError(f"resize_mode '{value}' is not one of {', '.join(RESIZE_MODES)}")
     if name == "threads" and value < 0:
         raise ValueError(f"threads must be >= 0 (0 = backend default), got {value}")
     if name == "target_fps" and not (math.isfinite(value) and value > 0):

@@ -35,10 +35,16 @@ from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image  # 
 from std_msgs.msg import Float32, String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
-from slimseg_ros.node import battery_observation, scale_camera_info  # noqa: E402
+from slimseg_ros.image_codec import SUPPORTED_ENCODINGS  # noqa: E402
+from slimseg_ros.manifest import Manifest  # noqa: E402
+from slimseg_ros.node import battery_observation, labels_camera_info  # noqa: E402
+from slimseg_ros.resize import fit, labels_to_frame, to_network  # noqa: E402
 from slimseg_ros.stats import LatencyWindow, RateMeter  # noqa: E402
 from slimseg_ros.visualize import colorize, make_palette, overlay  # noqa: E402
 from slimseg_ros.worker import NewestFrameWorker  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from camera_encodings import encode, fill_raw, reference_rgb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SLIMSEG_DATA", REPO.parent / "shared" / "data" / "camvid"))
@@ -121,6 +127,15 @@ class Harness:
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
         msg.step = rgb.shape[1] * channels
         msg.data = np.ascontiguousarray(pixels).tobytes()
+        self.pub_image.publish(msg)
+        return key
+
+    def send_samples(self, samples: np.ndarray, encoding: str, pad: int = 0) -> tuple[int, int]:
+        """Publish camera samples in any encoding (tests/camera_encodings.py), with `pad` bytes per row."""
+        key = self.next_stamp()
+        msg = fill_raw(Image(), samples, encoding, pad=pad)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = key
+        msg.header.frame_id = f"camera_{self.sequence}"
         self.pub_image.publish(msg)
         return key
 
@@ -216,16 +231,38 @@ def test_battery_observation_nan_is_unknown_and_charging_states() -> None:
 def test_camera_info_scaled_to_label_size() -> None:
     info = CameraInfo(width=480, height=360, k=[400.0, 0, 240, 0, 410, 180, 0, 0, 1])
     info.p = [400.0, 0, 240, 5, 0, 410, 180, 0, 0, 0, 1, 0]
-    scaled = scale_camera_info(info, 96, 128)
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 48, 36, 240, 180
+    scaled = labels_camera_info(info, (360, 480), fit((360, 480), (96, 128), "stretch"))
     sx, sy = 128 / 480, 96 / 360
     assert (scaled.width, scaled.height) == (128, 96)
     assert list(scaled.k) == pytest.approx([400 * sx, 0, 240 * sx, 0, 410 * sy, 180 * sy, 0, 0, 1])
     assert list(scaled.p) == pytest.approx(
         [400 * sx, 0, 240 * sx, 5 * sx, 0, 410 * sy, 180 * sy, 0, 0, 0, 1, 0]
     )
+    roi = scaled.roi
+    assert (roi.x_offset, roi.y_offset, roi.width, roi.height) == (13, 10, 64, 48)
     assert list(info.k)[0] == 400.0  # the stored message is not modified
-    same = scale_camera_info(info, 360, 480)
-    assert list(same.k) == list(info.k)
+    same = labels_camera_info(info, (360, 480))  # labels at the frame's size: camera_info unchanged
+    assert list(same.k) == list(info.k) and (same.width, same.height) == (480, 360)
+    calibrated_larger = labels_camera_info(CameraInfo(width=960, height=720, k=list(info.k)), (360, 480))
+    assert calibrated_larger.k[0] == pytest.approx(200) and calibrated_larger.width == 480
+
+
+def test_camera_info_for_letterbox_and_crop_at_network_size() -> None:
+    """A 16:9 frame on the 4:3 network: letterbox offsets cy by the 12 padding rows, crop offsets cx by
+    the 60 cut columns; focal lengths scale by the same factor on both axes (aspect kept)."""
+    info = CameraInfo(width=480, height=270, k=[500.0, 0, 250, 0, 500, 130, 0, 0, 1])
+    info.p = [500.0, 0, 250, 0, 0, 500, 130, 0, 0, 0, 1, 0]
+    boxed = labels_camera_info(info, (270, 480), fit((270, 480), (96, 128), "letterbox"))
+    s = 128 / 480
+    assert (boxed.width, boxed.height) == (128, 96)
+    assert list(boxed.k) == pytest.approx([500 * s, 0, 250 * s, 0, 500 * s, 130 * s + 12, 0, 0, 1])
+    assert list(boxed.p)[:7] == pytest.approx([500 * s, 0, 250 * s, 0, 0, 500 * s, 130 * s + 12])
+    cropped = labels_camera_info(info, (270, 480), fit((270, 480), (96, 128), "crop"))
+    s = 96 / 270
+    assert list(cropped.k) == pytest.approx([500 * s, 0, (250 - 60) * s, 0, 500 * s, 130 * s, 0, 0, 1])
+    for mode in ("letterbox", "crop"):  # labels at the frame's size: unchanged whatever the mode
+        assert list(labels_camera_info(info, (270, 480)).k) == list(info.k), mode
 
 
 def test_node_module_imports_without_torch() -> None:
@@ -465,15 +502,15 @@ def test_compressed_input(running, frames, backend) -> None:
 
 
 @pytest.mark.slow
-def test_labels_at_network_size_scale_camera_info(running, frames, expected) -> None:
+def test_labels_at_network_size_scale_camera_info(running, frames, backend) -> None:
     harness, _, _ = running
     ok, reason = harness.set_param("labels_at_network_size", True)
     assert ok, reason
     key = harness.send(frames[0])
     msg = harness.wait_labels(key)
     assert (msg.height, msg.width) == (96, 128)
-    small = cv2.resize(expected(0, 1.0), (128, 96), interpolation=cv2.INTER_NEAREST)
-    assert np.array_equal(np.frombuffer(msg.data, np.uint8).reshape(96, 128), small)
+    small = backend.infer(cv2.resize(frames[0], (128, 96), interpolation=cv2.INTER_LINEAR), 1.0)
+    assert np.array_equal(np.frombuffer(msg.data, np.uint8).reshape(96, 128), small)  # the network's own
     wait_until(lambda: key in harness.infos, 5, "scaled camera_info")
     info = harness.infos[key]
     assert (info.height, info.width) == (96, 128)
@@ -542,6 +579,125 @@ def test_diagnostics_report_rates_latency_and_drops(running) -> None:
     assert diag["backend"] == "onnxruntime-cpu"
     assert float(diag["latency_from_receipt_p50_ms"]) > 0
     assert int(diag["frames_processed"]) >= 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoding", SUPPORTED_ENCODINGS)
+def test_every_encoding_round_trip(running, frames, backend, encoding: str) -> None:
+    """A camera frame in each accepted encoding (padded rows), published to the running node: its labels
+    are the backend's labels of OpenCV's own decoding of those samples, with the input's header."""
+    harness, proc, _ = running
+    ok, reason = harness.set_param("width", 1.0)
+    assert ok, reason
+    invalid = harness.diag.get("drops_invalid")
+    samples = encode(frames[2], encoding)
+    key = harness.send_samples(samples, encoding, pad=6)
+    msg = harness.wait_labels(key)
+    assert (msg.height, msg.width, msg.encoding) == (360, 480, "mono8")
+    assert msg.header.frame_id == f"camera_{harness.sequence}"
+    labels = np.frombuffer(msg.data, np.uint8).reshape(360, 480)
+    assert np.array_equal(labels, backend.infer(reference_rgb(samples, encoding), 1.0)), encoding
+    assert harness.diag.get("drops_invalid") == invalid and proc.poll() is None
+
+
+@pytest.mark.slow
+def test_unsupported_encodings_are_counted_throttled_and_survived(running, frames) -> None:
+    """Each refused frame is counted; the error log is throttled to one line per diagnostics_period_s."""
+    harness, proc, log = running
+
+    def dropped() -> int:
+        return int(harness.diag.get("drops_invalid", "0")) + int(harness.diag.get("drops_superseded", "0"))
+
+    keys = []
+    for name in ("8UC1", "32FC1"):
+        count = int(harness.diag.get("drops_invalid", "0"))
+        keys.append(harness.send_samples(np.zeros((360, 480), np.uint8), name))
+        wait_until(lambda c=count: int(harness.diag.get("drops_invalid", "0")) == c + 1, 10, f"{name} seen")
+        assert f"unsupported image encoding '{name}'" in harness.diag["last_error"]
+    time.sleep(0.25)  # past the throttle period of the last error line
+    before, start = dropped(), time.monotonic()
+    for _ in range(10):  # a burst: 10 frames in about 0.3 s
+        keys.append(harness.send_samples(np.zeros((360, 480), np.uint8), "nv12"))
+        time.sleep(0.03)
+    burst = time.monotonic() - start
+    wait_until(lambda: dropped() == before + 10, 10, "10 nv12 frames counted as dropped")
+    assert "unsupported image encoding 'nv12'" in harness.diag["last_error"]
+    assert not any(k in harness.labels for k in keys) and proc.poll() is None
+    assert harness.diag.get("image_decoder") in ("own", "cv_bridge")
+    harness.wait_labels(harness.send(frames[0]))  # still working
+    logged = log.read_text().count("unsupported image encoding 'nv12'")
+    assert 1 <= logged <= burst / 0.2 + 2, f"{logged} error lines for 10 frames in {burst:.2f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["stretch", "letterbox", "crop"])
+def test_resize_modes_map_labels_and_camera_info_back(running, frames, backend, manifest, mode: str) -> None:
+    """A 16:9 frame on the 4:3 network. Labels at the frame's size cover the frame (crop margins void) and
+    keep the input's camera_info; at the network's size camera_info is mapped (letterbox pad, crop offset)."""
+    harness, _, _ = running
+    wide = np.ascontiguousarray(frames[1][45:315])  # 480x270
+    info = CameraInfo(width=480, height=270, k=[500.0, 0, 250, 0, 500, 130, 0, 0, 1])
+    info.p = [500.0, 0, 250, 0, 0, 500, 130, 0, 0, 0, 1, 0]
+    harness.pub_info.publish(info)
+    ok, reason = harness.set_param("resize_mode", mode)
+    assert ok, reason
+    void = harness.class_info["ignore_index"]
+    palette = make_palette(harness.class_info["classes"])
+    geometry = fit((270, 480), (96, 128), mode)
+    mean = Manifest.load(manifest).normalization[0]
+    network_labels = backend.infer(to_network(wide, geometry, tuple(round(v) for v in mean)), 1.0)
+    try:
+        wait_until(lambda: harness.diag.get("resize_mode") == mode, 5, f"resize_mode {mode} in diagnostics")
+        key = harness.send(wide)
+        msg = harness.wait_labels(key)
+        assert (msg.height, msg.width) == (270, 480)
+        labels = np.frombuffer(msg.data, np.uint8).reshape(270, 480)
+        assert np.array_equal(labels, labels_to_frame(network_labels, geometry, void))
+        if mode == "stretch":
+            assert np.array_equal(labels, backend.infer(wide, 1.0))  # the backend's own resizing
+        if mode == "crop":
+            assert (labels[:, :60] == void).all() and (labels[:, 420:] == void).all()
+            assert (labels[:, 60:420] != void).all()
+        else:
+            assert (labels != void).all()
+        wait_until(lambda: key in harness.colors and key in harness.infos, 5, "colour and camera_info")
+        color = np.frombuffer(harness.colors[key].data, np.uint8).reshape(270, 480, 3)
+        assert np.array_equal(color, colorize(labels, palette))
+        assert list(harness.infos[key].k) == list(info.k) and harness.infos[key].width == 480
+
+        ok, reason = harness.set_param("labels_at_network_size", True)
+        assert ok, reason
+        key = harness.send(wide)
+        msg = harness.wait_labels(key)
+        assert (msg.height, msg.width) == (96, 128)
+        small = np.frombuffer(msg.data, np.uint8).reshape(96, 128)
+        if mode == "letterbox":
+            assert (small[:12] == void).all() and (small[84:] == void).all()
+            assert np.array_equal(small[12:84], network_labels[12:84])
+        else:
+            assert np.array_equal(small, network_labels)
+        wait_until(lambda: key in harness.infos, 5, "camera_info at the network's size")
+        mapped = harness.infos[key]
+        assert (mapped.width, mapped.height) == (128, 96)
+        s, t = 128 / 480, 96 / 270  # letterbox scales both axes by s, crop both by t, stretch x by s, y by t
+        fx, fy, cx, cy = {
+            "stretch": (500 * s, 500 * t, 250 * s, 130 * t),
+            "letterbox": (500 * s, 500 * s, 250 * s, 130 * s + 12),  # 12 padding rows above
+            "crop": (500 * t, 500 * t, (250 - 60) * t, 130 * t),  # 60 columns cut on the left
+        }[mode]
+        assert list(mapped.k) == pytest.approx([fx, 0, cx, 0, fy, cy, 0, 0, 1])
+        assert list(mapped.p) == pytest.approx([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0])
+    finally:
+        for name, value in (("labels_at_network_size", False), ("resize_mode", "stretch")):
+            ok, reason = harness.set_param(name, value)
+            assert ok, reason
+
+
+@pytest.mark.slow
+def test_invalid_resize_mode_is_rejected(running) -> None:
+    harness, _, _ = running
+    ok, reason = harness.set_param("resize_mode", "zoom")
+    assert not ok and "resize_mode 'zoom' is not one of stretch, letterbox, crop" in reason
 
 
 @pytest.mark.slow
