@@ -1,7 +1,10 @@
-"""ament_python package: runtime node in slimseg_ros/, trainer and engine tools mapped under its namespace.
+"""ament_python package: runtime node in slimseg_ros/, trainer and engine tools under its namespace.
 
-training/ and engines/ stay top-level folders in the repository (the project layout) but install as
-slimseg_ros.training and slimseg_ros.engines, so nothing generic lands at the top of site-packages.
+training/ and engines/ stay top-level folders in the repository (the project layout) and are reached as
+slimseg_ros.training and slimseg_ros.engines through the committed symlinks slimseg_ros/training and
+slimseg_ros/engines. One plain package tree, no package_dir mapping: `colcon build`, `colcon build
+--symlink-install` (legacy `setup.py develop`), `pip install -e .` and wheels all see the same packages.
+See docs/architecture.md ("Packaging").
 """
 
 from glob import glob
@@ -9,14 +12,17 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "slimseg_ros"
-MAPPED = ("training", "engines")  # repository folders installed under the package namespace
+
+# What each kind of install needs; the ROS wheels are for venv users, a sourced ROS 2 install gives the same.
+RUNTIME = ["numpy", "opencv-python-headless", "pyyaml", "onnxruntime>=1.18"]
+ROS = ["ros-rclpy", "ros-rmw-fastrtps-cpp", "ros-sensor-msgs", "ros-std-msgs", "ros-std-srvs",
+       "ros-diagnostic-msgs"]
 
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=[PACKAGE, *(f"{PACKAGE}.{p}" for p in find_packages(include=["backends*"], where=PACKAGE))]
-    + [f"{PACKAGE}.{p}" for top in MAPPED for p in find_packages(where=".", include=[top, f"{top}.*"])],
-    package_dir={PACKAGE: PACKAGE, **{f"{PACKAGE}.{top}": top for top in MAPPED}},
+    # find_packages follows the symlinks, so slimseg_ros.training / slimseg_ros.engines are found here
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     package_data={f"{PACKAGE}.training": ["configs/*.yaml"], PACKAGE: ["demo_frames/*", "demo_frames/*/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -27,10 +33,12 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy", "opencv-python-headless", "pyyaml"],
     extras_require={
+        "runtime": RUNTIME,
+        "ros": ROS,
         "train": ["torch>=2.4", "albumentations>=2.0", "safetensors>=0.4", "tqdm", "pyyaml"],
         "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
         "tensorrt": ["tensorrt>=10.0", "pycuda"],
-        "demo": ["rich", "matplotlib"],
+        "demo": ["rich", "matplotlib", "imageio-ffmpeg"],
         "test": ["pytest", "ruff"],
     },
     zip_safe=True,
@@ -38,11 +46,10 @@ setup(
     maintainer_email="slimseg@example.org",
     description="Slimmable semantic segmentation for ROS 2: one network, width chosen at run time.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "slimseg = slimseg_ros.cli:main",
-            "slimseg_node = slimseg_ros.node:main",
+            "slimseg_node = slimseg_ros.node_entry:main",
         ],
     },
 )

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from slimseg_ros import deps
 from slimseg_ros.errors import SlimsegError
 
 # name -> module; order is the order shown in --help.
@@ -61,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(COMMANDS[name])
     except ImportError as exc:
-        print(
-            f"slimseg {name}: needs a package that is not installed ({exc.name or exc}); "
-            "run `make setup` or install the matching extra, e.g. `pip install .[train,export]`",
-            file=sys.stderr,
-        )
+        print(f"slimseg {name}: error: {deps.import_error_message(exc)}", file=sys.stderr)
         return 2
     doc = (module.__doc__ or SUMMARIES[name]).strip()
     summary, _, epilog = doc.partition("\n")
@@ -81,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except SlimsegError as exc:
         print(f"slimseg {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional package a subcommand imports lazily, e.g. rclpy
+        print(f"slimseg {name}: error: {deps.import_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"slimseg {name}: interrupted", file=sys.stderr)

@@ -218,8 +218,20 @@ def _wait(seconds: float, view: _LiveView, until=None) -> None:
         time.sleep(0.05)
 
 
+def _check_installed(args: argparse.Namespace) -> None:
+    """Everything this run needs is importable, checked before the minutes of export and playback."""
+    from slimseg_ros import deps
+
+    needed = ["rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rich", "matplotlib", "PIL"]
+    if not args.manifest:  # the checkpoint is exported first
+        needed += ["torch", "safetensors", "onnx"]
+    deps.require(needed)
+    deps.require_backend(args.backend)
+
+
 def run(args: argparse.Namespace) -> int:
     """Export, montage, start the node, run both phases, then draw the pictures and list them."""
+    _check_installed(args)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import runpy
 import subprocess
 import sys
@@ -10,7 +11,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from unittest import mock
 
+from slimseg_ros.node_entry import ROS_MODULES
+
 ROOT = Path(__file__).resolve().parents[1]
+RUNTIME_ONLY = ("numpy", "opencv-python-headless", "pyyaml", "onnxruntime")
 
 
 def _setup_kwargs() -> dict:
@@ -27,7 +31,12 @@ def test_package_xml_is_format_3_and_matches_setup_py() -> None:
     assert root.findtext("version") == kwargs["version"]
     assert root.find("export/build_type").text == "ament_python"
     exec_deps = {e.text for e in root.findall("exec_depend")}
-    assert {"rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "launch_ros"} <= exec_deps
+    # exactly what the node (every ROS package it imports) and its launch file need on a robot
+    assert set(ROS_MODULES) | {"launch", "launch_ros", "python3-numpy", "python3-opencv", "python3-yaml"} \
+        == exec_deps
+    assert not {"rviz2", "cv_bridge", "vision_msgs"} & exec_deps  # optional: a headless robot stays headless
+    # no ament lint tests exist, so none are promised; pytest is what `colcon test` runs
+    assert [e.text for e in root.findall("test_depend")] == ["python3-pytest"]
     for tag in ("description", "maintainer", "license"):
         assert (root.findtext(tag) or "").strip(), tag
 
@@ -41,8 +50,14 @@ def test_installed_files_exist_and_resource_marker() -> None:
     for files in installed.values():
         for f in files:
             assert (ROOT / f).is_file(), f
-    # training/ and engines/ install under the package namespace, nothing generic at top level
-    assert kwargs["package_dir"]["slimseg_ros.training"] == "training"
+    # training/ and engines/ are reached through committed relative symlinks, so every install mode (colcon,
+    # colcon --symlink-install, pip -e, wheel) sees one plain package tree; nothing generic at top level
+    assert "package_dir" not in kwargs
+    for top in ("training", "engines"):
+        link = ROOT / "slimseg_ros" / top
+        assert link.is_symlink() and link.readlink() == Path("..", top) and link.resolve() == ROOT / top
+    assert {"slimseg_ros", "slimseg_ros.training", "slimseg_ros.training.losses", "slimseg_ros.engines",
+            "slimseg_ros.backends"} <= set(kwargs["packages"])
     assert all(p.startswith("slimseg_ros") for p in kwargs["packages"])
 
 
@@ -60,3 +75,75 @@ def test_runtime_imports_without_torch() -> None:
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """name (lower case) -> pinned version, from a requirements file."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line} is not pinned"
+            pins[name.lower()] = version
+    return pins
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!\[ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_extras_and_requirement_files_agree() -> None:
+    """Extras `runtime` and `ros`, requirements-runtime.txt (CI's robot venv) and requirements.txt agree."""
+    extras = _setup_kwargs()["extras_require"]
+    full, runtime = _pins(ROOT / "requirements.txt"), _pins(ROOT / "requirements-runtime.txt")
+    assert _names(extras["runtime"]) == set(RUNTIME_ONLY)
+    assert _names(extras["ros"]) == {n for n in full if n.startswith("ros-")}
+    assert _names(extras["runtime"]) | _names(extras["ros"]) | {"pytest", "setuptools"} == set(runtime)
+    assert {n: full[n] for n in runtime} == runtime  # same versions as the development set
+    assert not {"torch", "onnx", "onnxscript", "albumentations", "safetensors"} & set(runtime)
+
+
+NODE_MAIN = "from slimseg_ros.node_entry import main; sys.exit(main(['--ros-args', '-p', 'manifest:=m']))"
+
+
+def _one_line_error(out: subprocess.CompletedProcess, prefix: str) -> str:
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix) and "Traceback" not in out.stderr, out.stderr
+    return lines[0]
+
+
+def test_node_without_ros_names_what_to_install() -> None:
+    """No site-packages at all (-S): rclpy and the messages are really absent, as on a machine without ROS."""
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + NODE_MAIN
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    line = _one_line_error(out, "slimseg_node: error: not installed: rclpy, sensor_msgs")
+    assert "slimseg_ros[ros]" in line and "setup.bash" in line
+
+
+def test_node_without_backend_names_what_to_install() -> None:
+    code = "import sys\nfor m in ('onnxruntime', 'torch', 'tensorrt'): sys.modules[m] = None\n" + NODE_MAIN
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    line = _one_line_error(out, "slimseg_node: error: no inference backend is installed")
+    assert "pip install onnxruntime" in line
+
+
+def test_node_help_needs_no_ros() -> None:
+    code = ("import sys; sys.modules['rclpy'] = None\n"
+            "from slimseg_ros.node_entry import main; sys.exit(main(['--help']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--ros-args" in out.stdout and "target_fps" in out.stdout, out.stderr
+
+
+def test_demo_without_rclpy_or_backend_stops_before_work(tmp_path: Path) -> None:
+    """The demo checks everything up front: one line naming the missing piece, before any export or output."""
+    for blocked, expected in ((("rclpy",), "not installed: rclpy ("),
+                              (("onnxruntime",), "not installed: onnxruntime (")):
+        code = (f"import sys\nfor m in {blocked!r}: sys.modules[m] = None  # not installed\n"
+                "from slimseg_ros.cli import main\n"
+                f"sys.exit(main(['demo', '--quick', '--out', {str(tmp_path / 'out')!r}]))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        line = _one_line_error(out, "slimseg demo: error: ")
+        assert expected in line, line
+        assert not (tmp_path / "out").exists()
