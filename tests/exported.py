@@ -154,6 +154,33 @@ def export_test_manifest(out_dir: str | Path, arch: str = "resnet18", height: in
     return path
 
 
+def runtime_export(out_dir: str | Path, height: int = 96, width: int = 128) -> Path:
+    """The test export for runtime tests, which must also run where only the runtime is installed.
+
+    SLIMSEG_TEST_EXPORT names a folder written by `python tests/exported.py DIR` elsewhere (as an export is
+    made on a workstation and copied to a robot): it is copied into out_dir. Without it the test model is
+    exported here, which needs torch and onnx; where they are missing the calling test skips.
+    """
+    import importlib.util
+
+    import pytest
+
+    from slimseg_ros.manifest import Manifest
+
+    out_dir = Path(out_dir)
+    given = os.environ.get("SLIMSEG_TEST_EXPORT")
+    if given:
+        manifest = Manifest.load(Path(given) / "manifest.yaml")  # a bad folder fails here, it never skips
+        size = manifest.input_size
+        assert size == (height, width), f"SLIMSEG_TEST_EXPORT={given} is {size}, tests need {(height, width)}"
+        shutil.copytree(given, out_dir, dirs_exist_ok=True)
+        return out_dir / "manifest.yaml"
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "onnx")):
+        pytest.skip("exporting the test model needs torch and onnx (pip install .[train,export]); or set "
+                    "SLIMSEG_TEST_EXPORT to a folder written by `python tests/exported.py DIR`")
+    return export_test_manifest(out_dir, height=height, width=width)
+
+
 def _intact(folder: Path, manifest_text: str) -> bool:
     """A cached export is reused only if no test has edited its manifest or damaged its files since."""
     from slimseg_ros.errors import SlimsegError
@@ -170,3 +197,11 @@ def _intact(folder: Path, manifest_text: str) -> bool:
     except SlimsegError:
         return False
     return (folder / "checkpoint.json").is_file()
+
+
+if __name__ == "__main__":  # `python tests/exported.py DIR`: the export SLIMSEG_TEST_EXPORT names
+    import sys
+
+    target = Path(sys.argv[1])
+    shutil.rmtree(target, ignore_errors=True)
+    print(export_test_manifest(target))

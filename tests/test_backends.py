@@ -1,4 +1,8 @@
-"""Backends: ONNX Runtime and PyTorch agree on real frames, resize to/from input size, survive bad files."""
+"""Backends: ONNX Runtime and PyTorch agree on real frames, resize to/from input size, survive bad files.
+
+The ONNX Runtime tests are runtime tests: they run without torch on an export made elsewhere
+(SLIMSEG_TEST_EXPORT, see tests/exported.py); the torch comparisons skip there.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
-from exported import DATA, camvid_frames, export_test_manifest
+from exported import DATA, camvid_frames, runtime_export
 
 from slimseg_ros.backends import WidthUnavailable, auto_candidates, create_backend
 from slimseg_ros.backends.base import to_frame_size, to_input_size
@@ -18,12 +21,12 @@ from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import Manifest, sha256_file
 
 H, W = 96, 128
-torch.set_num_threads(2)
+TORCH_MISSING = "the torch backend needs PyTorch (pip install .[train])"
 
 
 @pytest.fixture(scope="module")
 def manifest_path(tmp_path_factory):
-    return export_test_manifest(tmp_path_factory.mktemp("backends") / "export", height=H, width=W)
+    return runtime_export(tmp_path_factory.mktemp("backends") / "export", height=H, width=W)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,7 @@ def export_copy(tmp_path, manifest_path):
 
 
 def test_onnxruntime_and_torch_agree(manifest_path, ort, frames):
+    pytest.importorskip("torch", reason=TORCH_MISSING)
     tb = create_backend("torch", manifest_path, threads=2)
     assert tb.name == "torch-cpu" and tb.widths == ort.widths == [0.25, 0.5, 0.75, 1.0]
     for w in ort.widths:
@@ -192,6 +196,7 @@ def test_tensorrt_device_strings():
 
 def test_postprocess_breakdown_times_three_variants(manifest_path):
     """The GPU breakdown's logic, run on CPU with one iteration (its figures only mean something on a GPU)."""
+    pytest.importorskip("torch", reason=TORCH_MISSING)
     from slimseg_ros.engines.bench import breakdown_section, postprocess_breakdown
 
     rows = postprocess_breakdown(Manifest.load(manifest_path), device="cpu", fp16=False, iters=1, warmup=0)

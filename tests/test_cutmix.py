@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from slimseg_ros.errors import SlimsegError
-from slimseg_ros.training.cutmix import box_masks, mix_images, mix_labels
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+
+from slimseg_ros.errors import SlimsegError  # noqa: E402
+from slimseg_ros.training.cutmix import box_masks, mix_images, mix_labels  # noqa: E402
 
 
 def test_masks_binary_seeded_and_cover_prop_range() -> None:

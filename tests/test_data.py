@@ -7,11 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from slimseg_ros.errors import SlimsegError
-from slimseg_ros.training.config import DEFAULTS
-from slimseg_ros.training.data import (
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+
+from slimseg_ros.errors import SlimsegError  # noqa: E402
+from slimseg_ros.training.config import DEFAULTS  # noqa: E402
+from slimseg_ros.training.data import (  # noqa: E402
     SegmentationDataset,
     build_train_transform,
     dataset_from_config,

@@ -9,9 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-import torch.multiprocessing as mp
-from safetensors.torch import load_file, save_file
+
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+
+import torch.multiprocessing as mp  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.widths=[0.25,0.5]", "model.ppm_channels=16", "model.decoder_channels=32",

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
-from slimseg_ros.errors import SlimsegError
-from slimseg_ros.training import evaluate
-from slimseg_ros.training.boundary import trimap_band
-from slimseg_ros.training.checkpoint import save_checkpoint
-from slimseg_ros.training.data import SegmentationDataset, build_eval_transform
-from slimseg_ros.training.model import ModelConfig, SlimSegNet
-from slimseg_ros.training.slimmable import set_width
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+
+import torch.nn.functional as F  # noqa: E402
+
+from slimseg_ros.errors import SlimsegError  # noqa: E402
+from slimseg_ros.training import evaluate  # noqa: E402
+from slimseg_ros.training.boundary import trimap_band  # noqa: E402
+from slimseg_ros.training.checkpoint import save_checkpoint  # noqa: E402
+from slimseg_ros.training.data import SegmentationDataset, build_eval_transform  # noqa: E402
+from slimseg_ros.training.model import ModelConfig, SlimSegNet  # noqa: E402
+from slimseg_ros.training.slimmable import set_width  # noqa: E402
 
 CFG = {"arch": "resnet18", "num_classes": 11, "widths": [0.25, 0.5], "ppm_channels": 16,
        "decoder_channels": 32, "boundary_channels": 16}

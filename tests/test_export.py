@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
-import torch
 from exported import DATA, camvid_frames, export_test_manifest
 
-from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from slimseg_ros.engines.export import compare_postprocess, export_model, load_eval_json
-from slimseg_ros.engines.onnx_graph import DeployGraph
-from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import Manifest
-from slimseg_ros.training.checkpoint import load_checkpoint
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+onnx = pytest.importorskip("onnx", reason="needs onnx, not in the runtime install (pip install .[export])")
+
+from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from slimseg_ros.engines.export import compare_postprocess, export_model, load_eval_json  # noqa: E402
+from slimseg_ros.engines.onnx_graph import DeployGraph  # noqa: E402
+from slimseg_ros.errors import SlimsegError  # noqa: E402
+from slimseg_ros.manifest import Manifest  # noqa: E402
+from slimseg_ros.training.checkpoint import load_checkpoint  # noqa: E402
 
 H, W = 96, 128
 torch.set_num_threads(2)

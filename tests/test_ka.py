@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
-from slimseg_ros.errors import SlimsegError
-from slimseg_ros.training.autoencoder import (
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+
+from slimseg_ros.errors import SlimsegError  # noqa: E402
+from slimseg_ros.training.autoencoder import (  # noqa: E402
     FeatureAutoencoder,
     autoencoder_loss,
     freeze,
@@ -17,8 +18,8 @@ from slimseg_ros.training.autoencoder import (
     save_autoencoder,
     train_autoencoder,
 )
-from slimseg_ros.training.losses import LossContext, WeightedLoss
-from slimseg_ros.training.losses.ka import affinity_l2, cosine_affinity, normalized_l1, pool_to_bound
+from slimseg_ros.training.losses import LossContext, WeightedLoss  # noqa: E402
+from slimseg_ros.training.losses.ka import affinity_l2, cosine_affinity, normalized_l1, pool_to_bound  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -134,6 +134,7 @@ def test_launch_description_loads() -> None:
         "launch_ros", reason="launch/launch_ros are not installable here (no ROS 2 wheels for them)"
     )
     from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+    from launch.utilities import perform_substitutions
 
     from launch import LaunchContext
 
@@ -145,13 +146,18 @@ def test_launch_description_loads() -> None:
     assert EXPECTED_ARGS <= set(declared)
     assert all(arg.description for arg in declared.values())
     assert "tensorrt" in declared["backend"].choices
-    env = [e for e in description.entities if isinstance(e, SetEnvironmentVariable)]
-    assert any("FASTDDS_BUILTIN_TRANSPORTS" in str(e.name) for e in env)
     context = LaunchContext()
     for name, arg in declared.items():
         context.launch_configurations[name] = (
             arg.default_value[0].perform(context) if arg.default_value else ""
         )
+
+    def text(value) -> str:
+        """A launch value as the launch system resolves it: a plain string, or a list of substitutions."""
+        return value if isinstance(value, str) else perform_substitutions(context, value)
+
+    env = {text(e.name): text(e.value) for e in description.entities if isinstance(e, SetEnvironmentVariable)}
+    assert env.get("FASTDDS_BUILTIN_TRANSPORTS") == "LARGE_DATA", env
     context.launch_configurations.update(
         {"params_file": str(PARAMS_FILE), "policy": "fps", "target_fps": "12"}
     )

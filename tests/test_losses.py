@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
-import torch.nn.functional as F
 
-from slimseg_ros.training.losses import LossContext, WeightedLoss, build_loss
-from slimseg_ros.training.losses.segmentation import SEGNET_CAMVID_WEIGHTS, resolve_class_weights
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+
+import torch.nn.functional as F  # noqa: E402
+
+from slimseg_ros.training.losses import LossContext, WeightedLoss, build_loss  # noqa: E402
+from slimseg_ros.training.losses.segmentation import SEGNET_CAMVID_WEIGHTS, resolve_class_weights  # noqa: E402
 
 IGN = 11
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
+import pytest
 
-from slimseg_ros.training.metrics import SegmentationMeter, confusion_matrix, iou_per_class, mean_iou
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+
+from slimseg_ros.training.metrics import (  # noqa: E402
+    SegmentationMeter,
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+)
 
 IGN = 255
 

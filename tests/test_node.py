@@ -285,11 +285,11 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
-    pytest.importorskip("torch", reason="exporting the test model needs torch")
+    """A real export of the test model; without torch, the one SLIMSEG_TEST_EXPORT names (exported.py)."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from exported import export_test_manifest
+    from exported import runtime_export
 
-    return export_test_manifest(tmp_path_factory.mktemp("node_manifest"), height=96, width=128)
+    return runtime_export(tmp_path_factory.mktemp("node_manifest"), height=96, width=128)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from exported import DATA, camvid_frames, export_test_manifest
+from exported import DATA, camvid_frames, runtime_export
 
 from slimseg_ros.backends.trt_compat import BUILD, REBUILD, USE, TrtTarget, decide_plan, mismatch
 from slimseg_ros.engines.tensorrt_build import (
@@ -104,7 +104,7 @@ def test_missing_tensorrt_is_a_clear_error():
 def trt_export(tmp_path_factory):
     pytest.importorskip("tensorrt", reason=TRT_MISSING)
     pytest.importorskip("pycuda.driver", reason=TRT_MISSING)
-    return export_test_manifest(tmp_path_factory.mktemp("trt") / "export", height=96, width=128)
+    return runtime_export(tmp_path_factory.mktemp("trt") / "export", height=96, width=128)
 
 
 def test_tensorrt_backend_matches_onnxruntime(trt_export):
@@ -373,7 +373,7 @@ def fake_trt(monkeypatch):
 
 @pytest.fixture(scope="module")
 def small_export(tmp_path_factory):
-    return export_test_manifest(tmp_path_factory.mktemp("trt_fake") / "export", height=96, width=128)
+    return runtime_export(tmp_path_factory.mktemp("trt_fake") / "export", height=96, width=128)
 
 
 def test_build_engines_and_backend_on_stand_in(fake_trt, small_export, tmp_path):

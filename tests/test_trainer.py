@@ -7,16 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from slimseg_ros.errors import SlimsegError
-from slimseg_ros.training.boundary import boundary_map
-from slimseg_ros.training.checkpoint import load_checkpoint
-from slimseg_ros.training.config import load_config
-from slimseg_ros.training.extras import ExtraProvider, register_extra
-from slimseg_ros.training.losses import LossContext, register
-from slimseg_ros.training.steps import STEPS, SlimSegStep, register_step
-from slimseg_ros.training.trainer import EpochSampler, Trainer, poly_lr
+torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
+
+from slimseg_ros.errors import SlimsegError  # noqa: E402
+from slimseg_ros.training.boundary import boundary_map  # noqa: E402
+from slimseg_ros.training.checkpoint import load_checkpoint  # noqa: E402
+from slimseg_ros.training.config import load_config  # noqa: E402
+from slimseg_ros.training.extras import ExtraProvider, register_extra  # noqa: E402
+from slimseg_ros.training.losses import LossContext, register  # noqa: E402
+from slimseg_ros.training.steps import STEPS, SlimSegStep, register_step  # noqa: E402
+from slimseg_ros.training.trainer import EpochSampler, Trainer, poly_lr  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "training" / "configs" / "smoke.yaml"
