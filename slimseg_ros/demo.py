@@ -225,8 +225,8 @@ def _check_installed(args: argparse.Namespace) -> None:
     needed = ["rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rich", "matplotlib", "PIL"]
     if not args.manifest:  # the checkpoint is exported first
         needed += ["torch", "safetensors", "onnx"]
-    deps.require(needed)
-    deps.require_backend(args.backend)
+    deps.require(needed + deps.backend_modules(args.backend))  # everything missing, in one line
+    deps.require_backend(args.backend)  # `auto`: any one backend
 
 
 def run(args: argparse.Namespace) -> int:

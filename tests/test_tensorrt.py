@@ -363,6 +363,7 @@ def _fake_tensorrt(cuda: _FakeCuda, version: str = "10.3.0"):
 def fake_trt(monkeypatch):
     import types
 
+    pytest.importorskip("onnx", reason="the TensorRT stand-in reads the ONNX files with onnx (.[export])")
     cuda = _FakeCuda()
     trt = _fake_tensorrt(cuda)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
