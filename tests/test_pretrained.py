@@ -103,7 +103,8 @@ def test_converted_once_to_safetensors_and_read_from_cache(monkeypatch: pytest.M
     gone = dataclasses.replace(pretrained.WHEELS[ARCH], module="no_such_weight_wheel")
     monkeypatch.setitem(pretrained.WHEELS, ARCH, gone)
     again = pretrained.imagenet_state(ARCH)
-    assert again.keys() == first.keys() and torch.equal(again["_conv_stem.weight"], first["_conv_stem.weight"])
+    assert again.keys() == first.keys()
+    assert torch.equal(again["_conv_stem.weight"], first["_conv_stem.weight"])
 
 
 def test_missing_wheel_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
