@@ -42,7 +42,10 @@ def main(args: list[str] | None = None) -> int:
     """Run the node, or exit 2 with one line when rclpy, a message package or every backend is missing."""
     argv = list(sys.argv[1:] if args is None else args)
     if _wants_help(argv):
-        print(usage())
+        try:
+            print(usage())
+        except BrokenPipeError:  # piped into e.g. `head`, which closed early: not an error
+            sys.stderr.close()
         return 0
     gone = deps.missing(ROS_MODULES)
     if gone:
