@@ -476,6 +476,9 @@ class SlimsegNode(Node):
 
         battery = "unknown" if self._battery is None else f"{self._battery:.3f}"
         charging = "unknown" if self._charging is None else str(self._charging).lower()
+        loop = getattr(self.policy, "fps", self.policy)  # the fps loop, alone or inside budget
+        acted = getattr(loop, "last_p50_s", None)
+        budget = getattr(loop, "budget_s", None)
         return {
             "enabled": str(self._enabled).lower(),
             "width": f"{self.width:g}",
@@ -493,6 +496,8 @@ class SlimsegNode(Node):
             "latency_from_receipt_p95_ms": ms(rec95),
             "inference_p50_ms": ms(inf50),
             "inference_p95_ms": ms(inf95),
+            "policy_p50_ms": ms(None if acted is None else 1e3 * acted),
+            "policy_budget_ms": ms(None if budget is None else 1e3 * budget),
             "frames_received": str(c.received),
             "frames_processed": str(c.processed),
             "drops": str(c.dropped),

@@ -359,6 +359,9 @@ class FpsPolicy(WidthPolicy):
         # (narrow width, wide width) -> latency(wide) / latency(narrow), measured across switches
         self._ratios: dict[tuple[float, float], float] = {}
         self._pending_ratio: tuple[float, float] | None = None  # (previous width, its median) at the switch
+        # The p50 the latest decision compared with the budget (kept across a switch, unlike the window),
+        # so diagnostics and the demo's timeline show what the loop acted on.
+        self.last_p50_s: float | None = None
 
     def describe(self) -> dict[str, Any]:
         """Parameters in effect and the learned per-width latencies, for diagnostics."""
@@ -439,6 +442,7 @@ class FpsPolicy(WidthPolicy):
             )
         self._samples.append(float(lat))
         med = median(self._samples)
+        self.last_p50_s = med
         self._last_median[self._width] = med
         self._learn_ratio(med)
         budget = self.budget_s

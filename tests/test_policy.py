@@ -175,6 +175,15 @@ def test_fps_steps_down_only_after_a_sustained_overrun():
     assert decisions[-1].width < 1.0 and "overrun" in decisions[-1].reason
 
 
+def test_fps_keeps_the_p50_it_acted_on_across_the_switch():
+    """Diagnostics and the demo's timeline show the p50 of the latest decision, also right after a switch."""
+    p = FpsPolicy(WIDTHS, target_fps=30, window=5)
+    assert p.last_p50_s is None
+    decisions = fps_run(p, [0.045, 0.045, 0.050, 0.045, 0.060])
+    assert decisions[-1].changed and p.last_p50_s == pytest.approx(0.045)
+    assert f"p50 {1e3 * p.last_p50_s:.1f} ms" in decisions[-1].reason
+
+
 def test_fps_single_spike_does_not_step_down():
     p = FpsPolicy(WIDTHS, target_fps=30, window=5)
     decisions = fps_run(p, [0.020, 0.020, 0.5, 0.020, 0.020, 0.020, 0.3, 0.020, 0.020])
