@@ -85,11 +85,23 @@ def report(out_root: Path) -> str:
         walls = [json.loads((r / "summary.json").read_text()).get("wall_s", 0) for r in runs]
         for w in sorted(evals["dev"][0]["widths"], key=float):
             def cell(tag: str, key: str, w: str = w, evals: dict = evals) -> str:
-                v = [e["widths"][w][key] for e in evals[tag]]
+                v = [100 * e["widths"][w][key] for e in evals[tag]]
                 m = statistics.mean(v)
                 return f"{m:.1f}" if len(v) == 1 else f"{m:.1f} ± {(max(v) - min(v)) / 2:.1f}"
             lines.append(f"| {group} | {len(runs)} | {float(w):g} | {cell('dev', 'miou')} | "
                          f"{cell('dev', 'boundary_miou')} | {cell('val', 'miou')} | {sum(walls) / 60:.0f} |")
+    if {"slimseg", "independent"} <= set(groups):
+        lines += ["", "| width | slimseg - independent, dev mIoU | spread (largest half-range) | val mIoU |",
+                  "|---|---|---|---|"]
+        ev = {g: {t: [json.loads((r / f"eval_{t}.json").read_text())["widths"] for r in groups[g]]
+                  for t in EVAL_SPLITS} for g in ("slimseg", "independent")}
+        for w in sorted(ev["slimseg"]["dev"][0], key=float):
+            def stats(g: str, t: str, w: str = w, ev: dict = ev) -> tuple[float, float]:
+                v = [100 * e[w]["miou"] for e in ev[g][t]]
+                return statistics.mean(v), (max(v) - min(v)) / 2
+            (sd, ss), (idd, iss) = stats("slimseg", "dev"), stats("independent", "dev")
+            sv, iv = stats("slimseg", "val")[0], stats("independent", "val")[0]
+            lines.append(f"| {float(w):g} | {sd - idd:+.1f} | {max(ss, iss):.1f} | {sv - iv:+.1f} |")
     return "\n".join(lines)
 
 
