@@ -1,27 +1,32 @@
 """The demo's own ROS 2 node: plays frames as a camera, drains a battery, and records what slimseg_node does.
 
 It talks to the real `slimseg_node` over DDS exactly as a robot would (sensor_msgs/Image in,
-sensor_msgs/BatteryState in, ~/labels, ~/overlay, ~/width and /diagnostics out, parameters set through the
-node's parameter services), so the demo exercises the product, not a shortcut around it.
+sensor_msgs/BatteryState in, ~/labels, ~/width and /diagnostics out, ~/enable and the parameter services),
+so the demo exercises the product, not a shortcut around it. Every published frame and every label map is
+recorded by its header stamp, so afterwards each frame is accounted for (see demo_summary).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Image
 from std_msgs.msg import Float32
+from std_srvs.srv import SetBool
 
-from slimseg_ros.image_codec import fill_image, image_to_rgb
+from slimseg_ros.image_codec import fill_image, image_samples
 
 # Matches the node's defaults: best-effort camera input, reliable outputs, latched width.
 CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -30,11 +35,17 @@ LATCHED_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+# /diagnostics keys kept in the record: what the policy acted on and the node's own frame counters.
+DIAG_KEYS = {
+    "policy_p50_ms": float, "policy_budget_ms": float, "input_rate_hz": float, "output_rate_hz": float,
+    "frames_received": int, "frames_processed": int, "drops_superseded": int, "frames_paused": int,
+    "drops_invalid": int, "drops_failed": int, "width_switches": int,
+}
 
 
 @dataclass
-class Switch:
-    """One width change seen on ~/width, with the battery level and phase at that moment."""
+class WidthEvent:
+    """A width seen on ~/width (t = when it arrived), with the battery level and phase at that moment."""
 
     t: float
     width: float
@@ -45,42 +56,68 @@ class Switch:
 
 @dataclass
 class Recording:
-    """Everything the demo plots and summarises, filled from ROS callbacks (guarded by a lock)."""
+    """Everything the demo plots and accounts for, filled from ROS callbacks (guarded by the driver's lock).
 
-    samples: list[dict] = field(default_factory=list)
-    switches: list[Switch] = field(default_factory=list)
-    overlays: list[np.ndarray] = field(default_factory=list)
-    published: int = 0
-    received: int = 0
+    Frames are numbered in publish order; `label_*` lists are in arrival order and name the frame by number.
+    """
+
+    publish_t: list[float] = field(default_factory=list)   # per published frame: when
+    publish_frame: list[int] = field(default_factory=list)  # per published frame: index into the clip
+    label_index: list[int] = field(default_factory=list)    # per label map: the published frame it belongs to
+    label_t: list[float] = field(default_factory=list)
+    label_png: list[bytes] = field(default_factory=list)    # the label map itself, PNG-compressed
+    samples: list[dict] = field(default_factory=list)       # live figures every 0.25 s
+    diagnostics: list[dict] = field(default_factory=list)   # the node's /diagnostics, parsed
+    widths: list[WidthEvent] = field(default_factory=list)
+    disabled: list[list[float]] = field(default_factory=list)  # [from, to] while ~/enable was false
+    camera_stop: float | None = None
+
+    @property
+    def published(self) -> int:
+        """Frames the camera published."""
+        return len(self.publish_t)
+
+    @property
+    def received(self) -> int:
+        """Label maps that came back."""
+        return len(self.label_t)
 
 
 class DemoDriver(Node):
-    """Camera + battery simulator and recorder for one slimseg_node in namespace `ns`."""
+    """Camera + battery simulator and recorder for one slimseg_node in namespace `ns`.
 
-    def __init__(self, ns: str, frames: Sequence[np.ndarray], camera_fps: float, keep_overlays: int = 40,
-                 node_name: str = "slimseg_node") -> None:
+    `hold` publishes each clip frame for that many camera periods (a clip sampled sparser than the camera
+    rate then plays at its real speed instead of fast-forward).
+    """
+
+    def __init__(self, ns: str, frames: Sequence[np.ndarray], camera_fps: float, n_widths: int,
+                 hold: int = 1, node_name: str = "slimseg_node") -> None:
         super().__init__("slimseg_demo_driver", namespace=ns)
         self._lock = threading.Lock()
         self._t0 = time.monotonic()
+        self.wall0 = time.time()  # wall clock at t = 0, to place the node's log lines on the same axis
         self.rec = Recording()
-        self.phase = "start"
+        self.n_widths = n_widths
+        self.phase = "starting"
+        self.policy = "battery"
         self.battery: float | None = 1.0
         self.target_fps: float | None = None
         self.width: float | None = None
-        self._arrivals: deque[float] = deque(maxlen=256)
-        self._latencies: deque[float] = deque(maxlen=64)
-        self._keep_overlays = keep_overlays
-        self._overlay_every = 1
-        self._overlay_count = 0
+        self.camera_on = True
+        self._hold = max(1, int(hold))
+        self._stamp_index: dict[int, int] = {}
+        self._recent_latency: deque[float] = deque(maxlen=15)
         self._frames = [self._frame_msg(f) for f in frames]
-        self._index = 0
+        self._tick = 0
+        self._diag_name = f"{self.get_namespace().rstrip('/')}/{node_name}: "
         self.pub_image = self.create_publisher(Image, "image", CAMERA_QOS)
         self.pub_battery = self.create_publisher(BatteryState, "battery_state", 10)
         out = f"{node_name}/"
         self.create_subscription(Image, out + "labels", self._on_labels, OUTPUT_QOS)
-        self.create_subscription(Image, out + "overlay", self._on_overlay, OUTPUT_QOS)
         self.create_subscription(Float32, out + "width", self._on_width, LATCHED_QOS)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.params = AsyncParameterClient(self, f"{self.get_namespace().rstrip('/')}/{node_name}")
+        self.enable = self.create_client(SetBool, out + "enable")
         self.create_timer(1.0 / camera_fps, self._publish_frame)
         self.create_timer(0.2, self._publish_battery)
         self.create_timer(0.25, self._sample)
@@ -92,12 +129,23 @@ class DemoDriver(Node):
         return msg
 
     def _publish_frame(self) -> None:
-        msg = self._frames[self._index % len(self._frames)]
-        self._index += 1
+        if not self.camera_on:
+            return
+        frame = (self._tick // self._hold) % len(self._frames)
+        self._tick += 1
+        msg = self._frames[frame]
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_image.publish(msg)
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
-            self.rec.published += 1
+            self._stamp_index[stamp] = len(self.rec.publish_t)
+            self.rec.publish_t.append(self.elapsed())
+            self.rec.publish_frame.append(frame)
+        self.pub_image.publish(msg)
+
+    def stop_camera(self) -> None:
+        """Stop publishing frames (before the node is stopped, so it can finish the last one)."""
+        self.camera_on = False
+        self.rec.camera_stop = self.elapsed()
 
     def _publish_battery(self) -> None:
         msg = BatteryState()
@@ -109,53 +157,56 @@ class DemoDriver(Node):
 
     # -- outputs of slimseg_node --------------------------------------------------------------------
     def _on_labels(self, msg: Image) -> None:
-        now = self.get_clock().now()
-        sent = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        latency = now.nanoseconds * 1e-9 - sent
+        now = self.elapsed()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        latency = self.get_clock().now().nanoseconds * 1e-9 - stamp * 1e-9
+        _, labels = image_samples(msg)  # mono8 class ids
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(labels), [cv2.IMWRITE_PNG_COMPRESSION, 1])
         with self._lock:
-            self.rec.received += 1
-            self._arrivals.append(time.monotonic())
-            self._latencies.append(latency)
-
-    def _on_overlay(self, msg: Image) -> None:
-        self._overlay_count += 1
-        if self._overlay_count % self._overlay_every:
-            return
-        rgb = np.array(image_to_rgb(msg))
-        with self._lock:
-            self.rec.overlays.append(rgb)
-            if len(self.rec.overlays) >= 2 * self._keep_overlays:  # keep a bounded, evenly spaced subset
-                self.rec.overlays = self.rec.overlays[::2]
-                self._overlay_every *= 2
+            index = self._stamp_index.get(stamp)
+            if index is None:  # not a frame of this driver (another publisher on the topic)
+                return
+            self.rec.label_index.append(index)
+            self.rec.label_t.append(now)
+            self.rec.label_png.append(png.tobytes() if ok else b"")
+            self._recent_latency.append(latency)
 
     def _on_width(self, msg: Float32) -> None:
         width = round(float(msg.data), 4)
         with self._lock:
             if width != self.width:
-                self.rec.switches.append(Switch(self.elapsed(), width, self.width, self.battery, self.phase))
+                event = WidthEvent(self.elapsed(), width, self.width, self.battery, self.phase)
+                self.rec.widths.append(event)
             self.width = width
 
-    # -- bookkeeping -------------------------------------------------------------------------------
-    def elapsed(self) -> float:
-        """Seconds since the driver started (the timeline's x axis)."""
-        return time.monotonic() - self._t0
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if not status.name.startswith(self._diag_name):
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            record: dict = {"t": self.elapsed()}
+            for key, kind in DIAG_KEYS.items():
+                try:
+                    record[key] = kind(values[key])
+                except (KeyError, ValueError):  # "n/a" before the first measurement, or an older node
+                    record[key] = None
+            with self._lock:
+                self.rec.diagnostics.append(record)
 
-    def stats(self) -> dict:
-        """Output fps over the last second and median latency of the last frames (for the live view)."""
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._arrivals if now - t <= 1.0]
-            latency = float(np.median(self._latencies)) * 1e3 if self._latencies else float("nan")
-            return {
-                "t": self.elapsed(), "phase": self.phase, "battery": self.battery, "width": self.width,
-                "fps": float(len(recent)), "latency_ms": latency, "target_fps": self.target_fps,
-                "published": self.rec.published, "received": self.rec.received,
-            }
-
-    def _sample(self) -> None:
-        sample = self.stats()
-        with self._lock:
-            self.rec.samples.append(sample)
+    # -- run-time control ---------------------------------------------------------------------------
+    def set_enabled(self, enabled: bool, timeout_s: float = 10.0) -> bool:
+        """Pause or resume inference through the node's ~/enable service; records the disabled span."""
+        if not self.enable.wait_for_service(timeout_sec=timeout_s):
+            return False
+        if not enabled:
+            self.rec.disabled.append([self.elapsed(), math.inf])
+        future = self.enable.call_async(SetBool.Request(data=enabled))
+        deadline = time.monotonic() + timeout_s
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if enabled and self.rec.disabled and self.rec.disabled[-1][1] == math.inf:
+            self.rec.disabled[-1][1] = self.elapsed()
+        return future.done() and future.result().success
 
     def set_node_parameters(self, timeout_s: float = 10.0, **values: object) -> list[str]:
         """Set slimseg_node parameters at run time (as `ros2 param set` would); returns rejection reasons."""
@@ -168,3 +219,34 @@ class DemoDriver(Node):
         if not future.done():
             return ["parameter change timed out"]
         return [r.reason for r in future.result().results if not r.successful]
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Seconds since the driver started (the x axis of every picture)."""
+        return time.monotonic() - self._t0
+
+    def stats(self) -> dict:
+        """What the live view, the timeline and the animation's stamps show at this moment.
+
+        Before the first label map, `width`, `fps_out` and `latency_ms` are None: the node is still starting;
+        `latency_ms` is None too while no label map came in the last second (paused).
+        """
+        now = self.elapsed()
+        with self._lock:
+            fps_in = sum(1 for t in self.rec.publish_t[-64:] if now - t <= 1.0)
+            fps_out = sum(1 for t in self.rec.label_t[-64:] if now - t <= 1.0)
+            started = bool(self.rec.label_t)
+            # a latency only while labels arrive: a paused node has no current latency, not the last one
+            recent = fps_out and self._recent_latency
+            latency = float(np.median(self._recent_latency)) * 1e3 if recent else None
+            return {
+                "t": now, "phase": self.phase, "policy": self.policy, "battery": self.battery,
+                "width": self.width if started else None, "fps_in": float(fps_in),
+                "fps_out": float(fps_out) if started else None, "latency_ms": latency,
+                "target_fps": self.target_fps, "published": self.rec.published, "received": self.rec.received,
+            }
+
+    def _sample(self) -> None:
+        sample = self.stats()
+        with self._lock:
+            self.rec.samples.append(sample)
