@@ -110,10 +110,11 @@ def montage(rgb: np.ndarray, gt: np.ndarray | None, results: Sequence[WidthResul
     legend = panel(side[2], None, "legend")
     handles = [Patch(facecolor=np.array(c["color"]) / 255, edgecolor="black", lw=0.4, label=str(c["name"]))
                for c in classes]
-    handles.append(Patch(facecolor=np.array(ERROR_COLOR) / 255, edgecolor="black", lw=0.4,
-                         label="wrong (!= ground truth)"))
-    handles.append(Patch(facecolor=palette[ignore_index] / 255 if 0 <= ignore_index < 256 else "black",
-                         edgecolor="black", lw=0.4, label="void (not scored)"))
+    if gt is not None:
+        handles.append(Patch(facecolor=np.array(ERROR_COLOR) / 255, edgecolor="black", lw=0.4,
+                             label="wrong (!= ground truth)"))
+        handles.append(Patch(facecolor=palette[ignore_index] / 255 if 0 <= ignore_index < 256 else "black",
+                             edgecolor="black", lw=0.4, label="void (not scored)"))
     legend.legend(handles=handles, loc="upper left", fontsize=8, ncol=2 if len(handles) > 9 else 1,
                   frameon=False, handlelength=1.2, columnspacing=0.8)
     fig.suptitle(title, fontsize=10, x=0.01, ha="left", y=1 - 0.08 / fig.get_figheight(), va="top")
