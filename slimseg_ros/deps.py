@@ -18,7 +18,7 @@ _RUNTIME = "`pip install 'slimseg_ros[runtime]'`"
 # importable module -> how to get it
 INSTALL: dict[str, str] = {
     **dict.fromkeys(("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rcl_interfaces",
-                     "builtin_interfaces"), _ROS),
+                     "builtin_interfaces", "lifecycle_msgs"), _ROS),
     "onnxruntime": "`pip install onnxruntime` (or onnxruntime-gpu), or " + _RUNTIME,
     "numpy": _RUNTIME,
     "cv2": _RUNTIME + " (opencv-python-headless)",

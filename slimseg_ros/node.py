@@ -1,9 +1,13 @@
 """The `slimseg_node` ROS 2 node: camera frames in, class-id label maps out, width chosen at run time.
 
-Contract: ../shared/docs/ros_interface.md; user guide: docs/node.md. Callbacks only hand the newest frame to
-a worker thread (inference never blocks the executor); the worker decodes, runs the backend at the width the
-policy chose, publishes, and feeds the frame's latency to the policy, whose decision applies to the next
-frame. All widths are loaded at start (by the backend), so a switch allocates nothing. Imports no torch.
+Contract: ../shared/docs/ros_interface.md; user guide: docs/node.md. A managed (lifecycle) node, as Nav2's:
+configure loads the manifest and every width's session, activate starts inference and enables the
+publishers, deactivate drains and stops it (frames arriving while inactive are counted), cleanup frees the
+sessions. `autostart` (default true) runs configure and activate at start, so one command still starts it.
+Callbacks only hand the newest frame to a worker thread (inference never blocks the executor); the worker
+decodes, runs the backend at the width the policy chose, publishes, and feeds the frame's latency to the
+policy, whose decision applies to the next frame. All widths are loaded at configure (by the backend), so a
+switch allocates nothing. Imports no torch.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import math
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +28,9 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, String
 from std_srvs.srv import SetBool
@@ -70,6 +77,8 @@ LATCHED_QOS = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 POLICY_PARAMS = {"policy", "width", *P.POLICY_ARGS}
+INFO_PARAMS = ("info.class_names", "info.class_ids", "info.widths")
+DRAIN_TIMEOUT_S = 10.0  # deactivate waits this long for the frame in progress (and a waiting one)
 
 
 @dataclass
@@ -92,11 +101,12 @@ class Counters:
         self.failed = 0  # inference or publishing raised
         self.paused = 0  # arrived while ~/enable was false
         self.throttled = 0  # skipped by max_rate_hz
+        self.inactive = 0  # arrived while the lifecycle state was inactive (configured, not active)
         self.switches = 0
 
     @property
     def dropped(self) -> int:
-        """Frames received while enabled that produced no labels (throttled ones are by request)."""
+        """Frames received while active and enabled that gave no labels (throttled ones are by request)."""
         return self.superseded + self.invalid + self.failed
 
 
@@ -146,12 +156,161 @@ def labels_camera_info(
     return out
 
 
-class SlimsegNode(Node):
-    """Segments each newest frame at the width the policy picks; see the module docstring."""
+class SlimsegNode(LifecycleNode):
+    """Segments each newest frame at the width the policy picks; see the module docstring.
+
+    Lifecycle: unconfigured (parameters only) -> configure -> inactive (backend loaded, topics exist, frames
+    counted but not processed, /diagnostics on) -> activate -> active (inference) -> deactivate -> inactive
+    -> cleanup -> unconfigured. A failed configure logs the reason and returns FAILURE: the node stays
+    unconfigured, its configure-time parameters can be fixed and configure tried again.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(P.NODE_NAME, **kwargs)
         self._declare_parameters(P.load_defaults())
+        try:
+            autostart = P.check_node_param("autostart", self.get_parameter("autostart").value)
+        except ValueError as exc:
+            raise SlimsegError(f"parameter {exc}", "pass autostart:=true or autostart:=false") from exc
+        self.backend: Backend | None = None
+        self.worker: NewestFrameWorker[Frame] | None = None
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._configured = False  # resources of configure exist (inactive or active)
+        self._active = False  # frames are handed to the worker
+        self._output = False  # the worker may publish (false once a deactivate has drained it)
+        self._declaring_info = False
+        self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity) made at configure
+        self._last_error = ""
+        self._inactive_logged = False
+        self.finished: Future = Future()  # done once the node reaches finalized (shutdown transition)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if autostart:
+            self._autostart()
+
+    def _autostart(self) -> None:
+        """configure + activate, as a lifecycle manager would; a failure leaves the node unconfigured."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            name = self.get_fully_qualified_name()
+            self.get_logger().error(
+                "autostart: configure failed (reason above); the node stays unconfigured. Fix the parameter "
+                f"(ros2 param set {name} manifest ...), then `ros2 lifecycle set {name} configure` and "
+                "`... activate`"
+            )
+            return
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().error("autostart: activate failed (reason above)")
+
+    # --- lifecycle transitions (executor thread) ------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Read and check the parameters, load the manifest and every width, create the topics."""
+        try:
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured, alive
+            self._release()
+            detail = str(exc) if isinstance(exc, SlimsegError) else f"{type(exc).__name__}: {exc}"
+            self._last_error = detail
+            message = f"configure failed: {detail}; still unconfigured"
+            if not isinstance(exc, SlimsegError):  # unexpected: keep the traceback for a bug report
+                message += "\n" + traceback.format_exc()
+            self.get_logger().error(message)
+            return TransitionCallbackReturn.FAILURE
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Enable the publishers, latch class info and width, start the worker: inference runs."""
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
+        self._publish_latched()
+        self.worker = NewestFrameWorker(
+            self._process, on_drop=self._on_superseded, on_error=self._on_worker_error
+        )
+        self._output = self._active = True
+        self._inactive_logged = False
+        self.get_logger().info(f"active: width {self.width:g}, policy {self._values['policy']}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop accepting frames, let the worker finish what it holds (published), then disable output."""
+        self._active = False  # frames from now on are counted as inactive
+        self._stop_worker(drain=True)
+        self._output = False
+        self.get_logger().info("inactive: inference stopped; arriving frames are counted (frames_inactive)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the sessions and destroy the topics, services and timers made by configure."""
+        self._release()
+        self.get_logger().info("unconfigured: backend sessions freed")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """From any state: stop (draining when active), free everything, then let main() return."""
+        if self._active:
+            self._active = False
+            self._stop_worker(drain=True)
+            self._output = False
+        self._release()
+        self.get_logger().info(f"finalized (shutdown from {state.label})")
+        if not self.finished.done():
+            self.finished.set_result(state.label)
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: free everything and go back to unconfigured (configure can be retried)."""
+        self._active = self._output = False
+        self._release()
+        self.get_logger().error(f"error in a transition from {state.label}: resources freed, unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self, drain: bool) -> None:
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        if drain and not worker.wait_idle(DRAIN_TIMEOUT_S):
+            self.get_logger().warning(
+                f"the frame in progress did not finish within {DRAIN_TIMEOUT_S:g} s; it is counted as failed"
+            )
+        worker.stop()
+
+    def _release(self) -> None:
+        """Undo configure (idempotent): worker, backend sessions, topics/services/timers, info parameters."""
+        self._stop_worker(drain=False)
+        self._configured = False
+        for destroy, entity in reversed(self._entities):
+            try:
+                destroy(entity)
+            except Exception as exc:  # noqa: BLE001 - cleanup must go on (e.g. context already shut down)
+                self.get_logger().debug(f"destroying {entity}: {exc}")
+        self._entities.clear()
+        for name in INFO_PARAMS:
+            if self.has_parameter(name):
+                self.undeclare_parameter(name)
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            backend.close()
+
+    # --- configure ---------------------------------------------------------------------------------------
+    def _declare_parameters(self, defaults: dict[str, Any]) -> None:
+        for spec in P.SPECS:
+            later = " (read at configure: set it while unconfigured)" if spec.read_only else ""
+            text = spec.description + later
+            descriptor = ParameterDescriptor(description=text, dynamic_typing=True)
+            self.declare_parameter(spec.name, defaults[spec.name], descriptor)
+
+    def _read_parameters(self) -> dict[str, Any]:
+        values = {}
+        for spec in P.SPECS:
+            raw = self.get_parameter(spec.name).value
+            try:
+                values[spec.name] = P.check_node_param(spec.name, raw)
+            except ValueError as exc:
+                raise SlimsegError(f"parameter {exc}", "set a valid value, then configure again") from exc
+        return values
+
+    def _configure(self) -> None:
         values = self._read_parameters()
         if not values["manifest"]:
             raise SlimsegError(
@@ -162,11 +321,9 @@ class SlimsegNode(Node):
         # threads only exists for the onnxruntime backends; "auto" keeps each backend's default
         use_threads = values["threads"] > 0 and values["backend"].startswith("onnxruntime")
         options = {"threads": values["threads"]} if use_threads else {}
-        self.backend: Backend = create_backend(
+        self.backend = create_backend(
             values["backend"], self.manifest, device=values["device"] or None, **options
         )
-        self._closed = False
-        self._lock = threading.Lock()
         self.counters = Counters()
         self._enabled = True
         self._battery: float | None = None
@@ -174,32 +331,17 @@ class SlimsegNode(Node):
         self._camera_info: CameraInfo | None = None
         self._last_accept = -math.inf
         self._last_error = ""
-        try:
-            self._start(values)
-        except BaseException:
-            self.backend.close()
-            raise
+        self._start(values)
+        self._configured = True
 
-    # --- start-up ------------------------------------------------------------------------------------
-    def _declare_parameters(self, defaults: dict[str, Any]) -> None:
-        for spec in P.SPECS:
-            descriptor = ParameterDescriptor(
-                description=spec.description, read_only=spec.read_only, dynamic_typing=True
-            )
-            self.declare_parameter(spec.name, defaults[spec.name], descriptor)
-
-    def _read_parameters(self) -> dict[str, Any]:
-        values = {}
-        for spec in P.SPECS:
-            raw = self.get_parameter(spec.name).value
-            try:
-                values[spec.name] = P.check_node_param(spec.name, raw)
-            except ValueError as exc:
-                raise SlimsegError(f"parameter {exc}", "fix the params file or the -p override") from exc
-        return values
+    def _track(self, destroy: Callable[[Any], Any], entity: Any) -> Any:
+        """Remember an entity made by configure so cleanup destroys it."""
+        self._entities.append((destroy, entity))
+        return entity
 
     def _start(self, values: dict[str, Any]) -> None:
         log = self.get_logger()
+        assert self.backend is not None
         for width, reason in sorted(self.backend.disabled.items()):
             log.warning(f"width {width:g} disabled: {reason}")
         widths = self.backend.widths
@@ -232,30 +374,45 @@ class SlimsegNode(Node):
         self.in_rate, self.out_rate = RateMeter(), RateMeter()
         self.lat_stamp, self.lat_receipt, self.lat_infer = LatencyWindow(), LatencyWindow(), LatencyWindow()
 
-        self.pub_labels = self.create_publisher(Image, "~/labels", OUTPUT_QOS)
-        self.pub_color = self.create_publisher(Image, "~/color", OUTPUT_QOS)
-        self.pub_overlay = self.create_publisher(Image, "~/overlay", OUTPUT_QOS)
-        self.pub_info = self.create_publisher(CameraInfo, "~/camera_info", OUTPUT_QOS)
-        self.pub_width = self.create_publisher(Float32, "~/width", LATCHED_QOS)
-        self.pub_classes = self.create_publisher(String, "~/class_info", LATCHED_QOS)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._publish_class_metadata()
-        self.pub_width.publish(Float32(data=float(self.width)))
+        # outputs: lifecycle publishers, silent until activate enables them
+        def lifecycle_pub(msg_type: Any, topic: str, qos: QoSProfile) -> Any:
+            pub = self.create_lifecycle_publisher(msg_type, topic, qos)
+            return self._track(self.destroy_lifecycle_publisher, pub)
 
-        self.worker: NewestFrameWorker[Frame] = NewestFrameWorker(
-            self._process, on_drop=self._on_superseded, on_error=self._on_worker_error
+        self.pub_labels = lifecycle_pub(Image, "~/labels", OUTPUT_QOS)
+        self.pub_color = lifecycle_pub(Image, "~/color", OUTPUT_QOS)
+        self.pub_overlay = lifecycle_pub(Image, "~/overlay", OUTPUT_QOS)
+        self.pub_info = lifecycle_pub(CameraInfo, "~/camera_info", OUTPUT_QOS)
+        self.pub_width = lifecycle_pub(Float32, "~/width", LATCHED_QOS)
+        self.pub_classes = lifecycle_pub(String, "~/class_info", LATCHED_QOS)
+        self.pub_label_info = lifecycle_pub(LabelInfo, "~/label_info", LATCHED_QOS) if LabelInfo else None
+        # /diagnostics is a plain publisher: an inactive node still reports its state and counts
+        self.pub_diag = self._track(
+            self.destroy_publisher, self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         )
+        self._declare_info_parameters()
+
+        # inputs exist from configure on, so frames arriving while inactive are counted, not lost unseen
         qos = RELIABLE_INPUT_QOS if values["reliable_qos"] else SENSOR_QOS
-        self.create_subscription(Image, "image", self._on_image, qos)
+        subscribe = self.create_subscription
+        self._track(self.destroy_subscription, subscribe(Image, "image", self._on_image, qos))
         if values["compressed"]:
-            self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, qos)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
-        self.create_subscription(BatteryState, "battery_state", self._on_battery, SENSOR_QOS)
-        self.create_service(SetBool, "~/enable", self._on_enable)
-        self.create_timer(values["diagnostics_period_s"], self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+            self._track(
+                self.destroy_subscription,
+                subscribe(CompressedImage, "image/compressed", self._on_compressed, qos),
+            )
+        self._track(
+            self.destroy_subscription, subscribe(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
+        )
+        self._track(
+            self.destroy_subscription, subscribe(BatteryState, "battery_state", self._on_battery, SENSOR_QOS)
+        )
+        self._track(self.destroy_service, self.create_service(SetBool, "~/enable", self._on_enable))
+        self._track(
+            self.destroy_timer, self.create_timer(values["diagnostics_period_s"], self._publish_diagnostics)
+        )
         log.info(
-            f"ready: {self.backend.describe()}; policy {values['policy']} at width {self.width:g}; "
+            f"configured: {self.backend.describe()}; policy {values['policy']} at width {self.width:g}; "
             f"input QoS {'reliable' if values['reliable_qos'] else 'sensor data'}; "
             f"resize {values['resize_mode']}; image decoder {DECODER}"
             + ("; compressed input on" if values["compressed"] else "")
@@ -285,7 +442,22 @@ class SlimsegNode(Node):
             kwargs["costs"] = self._costs
         return make_policy(name, self.backend.widths, **kwargs)
 
-    def _publish_class_metadata(self) -> None:
+    def _declare_info_parameters(self) -> None:
+        """Class metadata as parameters; read-only to users (the set-parameters callback refuses them)."""
+        assert self.backend is not None
+        classes = self.manifest.data["classes"]
+        described = ParameterDescriptor(description="from the manifest (informational, read-only)")
+        self._declaring_info = True
+        try:
+            self.declare_parameter("info.class_names", [str(c["name"]) for c in classes], described)
+            self.declare_parameter("info.class_ids", [int(c["id"]) for c in classes], described)
+            self.declare_parameter("info.widths", [float(w) for w in self.backend.widths], described)
+        finally:
+            self._declaring_info = False
+
+    def _publish_latched(self) -> None:
+        """~/class_info, ~/label_info and ~/width, latched: published when the publishers are enabled."""
+        assert self.backend is not None
         classes = self.manifest.data["classes"]
         info = {
             "classes": classes,
@@ -296,16 +468,12 @@ class SlimsegNode(Node):
             "input_size": list(self.backend.input_size),
         }
         self.pub_classes.publish(String(data=json.dumps(info)))
-        read_only = ParameterDescriptor(read_only=True, description="from the manifest (informational)")
-        self.declare_parameter("info.class_names", [str(c["name"]) for c in classes], read_only)
-        self.declare_parameter("info.class_ids", [int(c["id"]) for c in classes], read_only)
-        self.declare_parameter("info.widths", [float(w) for w in self.backend.widths], read_only)
-        if LabelInfo is not None:
-            pub = self.create_publisher(LabelInfo, "~/label_info", LATCHED_QOS)
+        if self.pub_label_info is not None:
             msg = LabelInfo(threshold=0.0)
             msg.header.stamp = self.get_clock().now().to_msg()
             msg.class_map = [VisionClass(class_id=int(c["id"]), class_name=str(c["name"])) for c in classes]
-            pub.publish(msg)
+            self.pub_label_info.publish(msg)
+        self.pub_width.publish(Float32(data=float(self.width)))
 
     # --- callbacks (executor thread): never block ----------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -318,6 +486,12 @@ class SlimsegNode(Node):
         now = time.monotonic()
         self.counters.received += 1
         self.in_rate.tick(now)
+        if not self._active:  # configured, not active: counted, reported, not processed
+            self.counters.inactive += 1
+            if not self._inactive_logged:
+                self._inactive_logged = True
+                self.get_logger().info("frames arrive while inactive: counted (frames_inactive), unprocessed")
+            return
         if not self._enabled:
             self.counters.paused += 1
             return
@@ -348,19 +522,28 @@ class SlimsegNode(Node):
         """Validate a run-time change; a policy change is built here and swapped in before the next frame."""
         changes: dict[str, Any] = {}
         for param in parameters:
+            if param.name in INFO_PARAMS and not self._declaring_info:
+                return SetParametersResult(
+                    successful=False, reason=f"{param.name} is read-only: it comes from the manifest"
+                )
             spec = P.SPEC_BY_NAME.get(param.name)
             if spec is None:
                 continue
-            if spec.read_only:
+            if param.name == "autostart":
+                return SetParametersResult(successful=False, reason="autostart is read-only: used at start")
+            if spec.read_only and self._configured:
                 return SetParametersResult(
-                    successful=False, reason=f"{param.name} is read-only: restart the node"
+                    successful=False,
+                    reason=f"{param.name} is read-only while configured: it is read at configure "
+                    "(deactivate, cleanup, set it, configure again; or restart the node)",
                 )
             try:
                 changes[param.name] = P.check_node_param(param.name, param.value)
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
-        if not changes:
+        if not changes or not self._configured:  # unconfigured: the values are read at configure
             return SetParametersResult(successful=True)
+        assert self.backend is not None
         values = {**self._values, **changes}
         if POLICY_PARAMS & set(changes):
             try:
@@ -399,6 +582,8 @@ class SlimsegNode(Node):
         t_infer = time.monotonic()
         labels = self.backend.infer(network_input, self.width)  # already at the input size: no resize
         self.lat_infer.add(time.monotonic() - t_infer)
+        if not self._output:  # a deactivate gave up waiting for this frame: its publishers are off
+            raise SlimsegError("deactivated while this frame was processed: labels not published")
         self._publish_outputs(frame.msg.header, rgb, geometry, labels)
 
         done = time.monotonic()
@@ -480,6 +665,7 @@ class SlimsegNode(Node):
         acted = getattr(loop, "last_p50_s", None)
         budget = getattr(loop, "budget_s", None)
         return {
+            "lifecycle_state": "active" if self._active else "inactive",
             "enabled": str(self._enabled).lower(),
             "width": f"{self.width:g}",
             "policy": self._values["policy"],
@@ -506,6 +692,7 @@ class SlimsegNode(Node):
             "drops_failed": str(c.failed),
             "frames_paused": str(c.paused),
             "frames_throttled": str(c.throttled),
+            "frames_inactive": str(c.inactive),
             "width_switches": str(c.switches),
             "battery": battery,
             "charging": charging,
@@ -518,7 +705,10 @@ class SlimsegNode(Node):
             name=f"{self.get_fully_qualified_name()}: segmentation", hardware_id=self.backend.name
         )
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        if not self._enabled:
+        if not self._active:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"inactive (lifecycle): {self.counters.inactive} frames counted, not processed"
+        elif not self._enabled:
             status.level, status.message = DiagnosticStatus.WARN, "paused (~/enable false)"
         elif self.counters.invalid or self.counters.failed or self.backend.disabled:
             status.level = DiagnosticStatus.WARN
@@ -537,22 +727,28 @@ class SlimsegNode(Node):
         self.pub_diag.publish(array)
 
     def close(self) -> None:
-        """Stop the worker before the publishers go away, then free the backend; idempotent."""
+        """Free the worker and the backend without a transition (process exit, context gone); idempotent."""
         if self._closed:
             return
         self._closed = True
-        self.worker.stop()
-        self.backend.close()
+        self._active = self._output = False
+        self._stop_worker(drain=False)
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            backend.close()
 
 
 def main(args: list[str] | None = None) -> int:
-    """`slimseg_node` console entry: spin until Ctrl-C / SIGTERM, exit cleanly without a traceback."""
+    """`slimseg_node` console entry: spin until Ctrl-C / SIGTERM or the shutdown transition, exit cleanly."""
     rclpy.init(args=args)
     node: SlimsegNode | None = None
     code = 0
     try:
         node = SlimsegNode()
-        rclpy.spin(node)
+        rclpy.spin_until_future_complete(node, node.finished)
+        end = time.monotonic() + 0.5  # finalized: a moment more, so the shutdown reply reaches its caller
+        while rclpy.ok() and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SlimsegError as exc:

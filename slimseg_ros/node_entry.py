@@ -13,7 +13,9 @@ import sys
 from slimseg_ros import deps
 from slimseg_ros.errors import SlimsegError
 
-ROS_MODULES = ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rcl_interfaces")
+ROS_MODULES = (
+    "rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rcl_interfaces", "lifecycle_msgs"
+)
 
 
 def usage() -> str:

@@ -25,7 +25,11 @@ POLICIES = ("fixed", "battery", "fps", "budget")
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter: its Python type, the help text rclpy shows, and whether it can change at run time."""
+    """One parameter: its Python type, the help text rclpy shows, and whether it can change at run time.
+
+    `read_only` parameters are read when the lifecycle node configures (backend, input subscriptions): they
+    can be set only while the node is unconfigured and take effect at the next configure.
+    """
 
     name: str
     type: type
@@ -34,6 +38,10 @@ class ParamSpec:
 
 
 SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "autostart", bool, "configure and activate at start; false: wait for lifecycle transitions",
+        read_only=True,
+    ),
     ParamSpec("manifest", str, "manifest.yaml (or its folder) written by `slimseg export`", read_only=True),
     ParamSpec("backend", str, f"inference backend: {' | '.join(BACKENDS)}", read_only=True),
     ParamSpec("device", str, "backend device (cpu, cuda, cuda:0); empty = backend default", read_only=True),

@@ -44,7 +44,7 @@ class NewestFrameWorker(Generic[T]):
             if self._has_item:
                 dropped, replaced = self._slot, True
             self._slot, self._has_item = item, True
-            self._cond.notify()
+            self._cond.notify_all()
         if replaced and self._on_drop is not None:
             self._on_drop(dropped)  # type: ignore[arg-type]
         return not replaced
@@ -54,12 +54,23 @@ class NewestFrameWorker(Generic[T]):
         with self._cond:
             return not self._has_item and not self._busy
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until the waiting item (if any) and the one in progress are done; False on timeout.
+
+        A lifecycle deactivate drains this way, so frames accepted while active still get their labels.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._has_item and not self._busy, timeout)
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Finish the item in progress, discard a waiting one, join the thread."""
+        """Finish the item in progress, report a waiting one as dropped (on_drop), join the thread."""
         with self._cond:
             self._stopping = True
+            dropped, had_item = self._slot, self._has_item
             self._slot, self._has_item = None, False
-            self._cond.notify()
+            self._cond.notify_all()
+        if had_item and self._on_drop is not None:
+            self._on_drop(dropped)  # type: ignore[arg-type]
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -80,3 +91,4 @@ class NewestFrameWorker(Generic[T]):
             finally:
                 with self._cond:
                     self._busy = False
+                    self._cond.notify_all()  # wakes wait_idle

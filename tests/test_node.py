@@ -206,6 +206,36 @@ def test_worker_survives_a_failing_item() -> None:
     assert errors == [("bad", "broken frame")] and processed == ["good"]
 
 
+def test_worker_drains_on_request_and_reports_a_discarded_item() -> None:
+    """wait_idle (a lifecycle deactivate) returns once the item in progress and the waiting one are done;
+    stop reports a still-waiting item as dropped, so no frame vanishes uncounted."""
+    for drain in (True, False):
+        release, started = threading.Event(), threading.Event()
+        processed, dropped = [], []
+
+        def process(item: int, release=release, started=started, processed=processed) -> None:
+            started.set()
+            release.wait(5)
+            processed.append(item)
+
+        worker = NewestFrameWorker(process, on_drop=dropped.append)
+        worker.submit(1)
+        assert started.wait(5)
+        assert worker.submit(2)  # 1 in progress, 2 waiting
+        if drain:
+            assert not worker.wait_idle(0.2)  # still busy: times out
+            release.set()
+            assert worker.wait_idle(5) and processed == [1, 2] and dropped == []
+            worker.stop()
+        else:
+            worker.stop(timeout=0.0)  # 2 is discarded at once and reported; 1 finishes
+            assert dropped == [2]
+            release.set()
+            wait_until(lambda p=processed: p == [1], 5, "item 1 finished")
+            time.sleep(0.1)
+            assert processed == [1]
+
+
 def test_rate_meter_and_latency_window() -> None:
     meter = RateMeter(window_s=2.0)
     for i in range(11):
