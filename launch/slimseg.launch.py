@@ -1,9 +1,13 @@
 """Start slimseg_node (and optionally rviz2) with the shipped parameters and a large-frame transport.
 
     ros2 launch slimseg_ros slimseg.launch.py manifest:=/path/to/export/manifest.yaml \
-        image_topic:=/camera/image_raw policy:=fps target_fps:=15 rviz:=true
+        image_topic:=/camera/image_raw namespace:=/robot policy:=fps target_fps:=15 rviz:=true
 
 Logic lives in module-level functions so a test can import this file and check arguments and defaults.
+The node is a lifecycle node: autostart:=true (default) configures and activates it at start; with
+autostart:=false it waits unconfigured for a lifecycle manager (nav2_lifecycle_manager, `ros2 lifecycle set`).
+rviz: config/slimseg.rviz is a template; its topics are rendered for image_topic and namespace
+(slimseg_ros/rviz_config.py) into a temporary file that rviz2 opens.
 Transport: Fast DDS (the default RMW) drops most 1920x1080 frames with its default transports;
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (shared memory + TCP for data, UDP only for discovery) carries them.
 The variable is set here for the processes this file starts; give the camera driver the same setting.
@@ -18,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -60,10 +63,17 @@ ARGUMENTS: dict[str, tuple[str, str, list[str] | None]] = {
     ),
     "target_fps": ("", "frame-rate target of the fps/budget policies; empty = the params file's value", None),
     "namespace": ("", "namespace of the node (its outputs are <namespace>/slimseg_node/...)", None),
+    "autostart": (
+        "true",
+        "configure and activate the lifecycle node at start; false: it waits unconfigured for a lifecycle "
+        "manager (ros2 lifecycle set /<namespace>/slimseg_node configure, then activate)",
+        ["true", "false"],
+    ),
     "params_file": ("", "parameters YAML; empty = config/slimseg.yaml installed with the package", None),
     "rviz": (
         "false",
-        "also start rviz2 with config/slimseg.rviz (input, overlay, colour mask)",
+        "also start rviz2 showing input, overlay and colour mask (config/slimseg.rviz rendered for "
+        "image_topic and namespace)",
         ["true", "false"],
     ),
     "fastdds_transports": (
@@ -72,7 +82,8 @@ ARGUMENTS: dict[str, tuple[str, str, list[str] | None]] = {
         ["LARGE_DATA", "DEFAULT", "SHM", "UDPv4", "LARGE_DATAv6"],
     ),
 }
-OVERRIDES = ("manifest", "backend", "policy", "target_fps")  # launch argument -> node parameter of that name
+# launch argument -> node parameter of that name (empty: the params file's value)
+OVERRIDES = ("manifest", "backend", "policy", "target_fps", "autostart")
 
 
 def share_dir() -> Path:
@@ -97,14 +108,11 @@ def declare_arguments() -> list[DeclareLaunchArgument]:
 
 
 def node_parameters(params_file: str | Path, overrides: dict[str, str]) -> dict[str, Any]:
-    """The node's parameters: the params file's block (any key form) plus non-empty launch overrides."""
-    from slimseg_ros.params import coerce, read_params_file
+    """The node's parameters: the params file's block (any key form) plus non-empty launch overrides,
+    converted from launch's text to the parameter's type (a bad value fails here, with its reason)."""
+    from slimseg_ros.params import read_params_file, text_overrides
 
-    values = read_params_file(params_file)
-    for name, text in overrides.items():
-        if text != "":
-            values[name] = coerce(name, float(text)) if name == "target_fps" else text
-    return values
+    return text_overrides(read_params_file(params_file), overrides)
 
 
 def remappings(image_topic: str, camera_info_topic: str, battery_topic: str) -> list[tuple[str, str]]:
@@ -117,8 +125,15 @@ def remappings(image_topic: str, camera_info_topic: str, battery_topic: str) -> 
     ]
 
 
+def rviz_config(image_topic: str, namespace: str) -> str:
+    """config/slimseg.rviz rendered for this launch's topics, written to a temporary file: its path."""
+    from slimseg_ros.rviz_config import write_rviz_config
+
+    return str(write_rviz_config(share_dir() / "config" / "slimseg.rviz", image_topic, namespace))
+
+
 def launch_setup(context: LaunchContext) -> list[Node]:
-    """Resolve the arguments and build the node (and rviz) actions."""
+    """Resolve the arguments and build the node action, and rviz2's when rviz:=true."""
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     params_file = arg["params_file"] or str(share_dir() / "config" / "slimseg.yaml")
     parameters = node_parameters(params_file, {name: arg[name] for name in OVERRIDES})
@@ -132,12 +147,13 @@ def launch_setup(context: LaunchContext) -> list[Node]:
         output="screen",
         emulate_tty=True,
     )
+    if arg["rviz"] != "true":
+        return [node]
     rviz = Node(
         package="rviz2",
         executable="rviz2",
         name="slimseg_rviz",
-        arguments=["-d", str(share_dir() / "config" / "slimseg.rviz")],
-        condition=IfCondition(arg["rviz"]),
+        arguments=["-d", rviz_config(arg["image_topic"], arg["namespace"])],
         output="screen",
     )
     return [node, rviz]

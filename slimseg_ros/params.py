@@ -179,6 +179,29 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
+def text_overrides(values: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """`values` with launch arguments (text) applied: empty keeps the value, others become the parameter's
+    type ("true"/"false" for bools, numbers for floats) or raise ValueError with the reason."""
+    out = dict(values)
+    for name, text in overrides.items():
+        if text == "":
+            continue
+        kind = SPEC_BY_NAME[name].type
+        if kind is bool:
+            if text.strip().lower() not in ("true", "false"):
+                raise ValueError(f"{name} must be true or false, got {text!r}")
+            out[name] = text.strip().lower() == "true"
+        elif kind in (int, float):
+            try:
+                number = float(text) if kind is float else int(text)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {text!r}") from None
+            out[name] = coerce(name, number)
+        else:
+            out[name] = coerce(name, text)
+    return out
+
+
 def check_node_param(name: str, value: Any) -> Any:
     """Validate the parameters the node itself uses (policy arguments are checked by the policy)."""
     value = coerce(name, value)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from slimseg_ros import params as P
+from slimseg_ros import rviz_config as R
 from slimseg_ros.errors import SlimsegError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ EXPECTED_ARGS = {
     "namespace",
     "params_file",
     "rviz",
+    "autostart",
 }
 
 
@@ -52,6 +54,21 @@ def test_launch_argument_table_has_descriptions_and_choices() -> None:
     assert set(table["backend"][2]) >= {"auto", "onnxruntime", "torch", "tensorrt"}
     assert set(table["policy"][2]) >= set(P.POLICIES)
     assert table["fastdds_transports"][0] == "LARGE_DATA"
+    assert table["autostart"][0] == "true" and table["autostart"][2] == ["true", "false"]
+    assert set(P.text_overrides({}, {"autostart": "false"})) <= set(P.SPEC_BY_NAME)
+
+
+def test_launch_overrides_take_the_parameter_type() -> None:
+    """Launch arguments are text; the node gets typed values, an invalid one fails with its reason."""
+    values = P.load_defaults(PARAMS_FILE)
+    out = P.text_overrides(values, {"autostart": "false", "target_fps": "12", "policy": "fps", "backend": ""})
+    assert out["autostart"] is False and out["target_fps"] == 12.0 and out["policy"] == "fps"
+    assert out["backend"] == values["backend"] and values["autostart"] is True  # input not modified
+    assert P.text_overrides(values, {"autostart": "True"})["autostart"] is True
+    with pytest.raises(ValueError, match="autostart must be true or false"):
+        P.text_overrides(values, {"autostart": "yes"})
+    with pytest.raises(ValueError, match="target_fps must be a number"):
+        P.text_overrides(values, {"target_fps": "fast"})
 
 
 def test_params_file_is_the_single_source_of_defaults() -> None:
@@ -121,12 +138,86 @@ def test_width_and_policy_arguments() -> None:
     assert P.policy_kwargs("battery", values, 0.5, PARAMETERS["battery"])["thresholds"] == [0.2, 0.4, 0.6]
 
 
-def test_rviz_config_shows_input_overlay_and_colour_mask() -> None:
-    config = yaml.safe_load(RVIZ_FILE.read_text())
-    displays = {d["Name"]: d for d in config["Visualization Manager"]["Displays"]}
+def _displays(text: str) -> dict[str, dict]:
+    config = yaml.safe_load(text)
+    return {d["Name"]: d for d in config["Visualization Manager"]["Displays"]}
+
+
+def test_rviz_template_shows_input_overlay_and_colour_mask_without_tf() -> None:
+    """The template is YAML with one placeholder per panel topic; the Identity transformer means the fixed
+    frame needs no TF (only Image displays, which use none)."""
+    text = RVIZ_FILE.read_text()
+    displays = _displays(text)
     assert {d["Class"] for d in displays.values()} == {"rviz_default_plugins/Image"}
-    topics = {d["Topic"]["Value"] for d in displays.values()}
-    assert topics == {"/image", "/slimseg_node/overlay", "/slimseg_node/color"}
+    assert {n: d["Topic"]["Value"] for n, d in displays.items()} == {
+        "Input": "${image_topic}",
+        "Overlay": "${overlay_topic}",
+        "Colour mask": "${color_topic}",
+    }
+    manager = yaml.safe_load(text)["Visualization Manager"]
+    assert manager["Transformation"]["Current"]["Class"] == "rviz_common/Identity"
+    assert manager["Global Options"]["Fixed Frame"]
+
+
+@pytest.mark.parametrize(
+    "image_topic, namespace, want",
+    [
+        ("image", "", ("/image", "/slimseg_node/overlay", "/slimseg_node/color")),
+        ("/camera/image_raw", "", ("/camera/image_raw", "/slimseg_node/overlay", "/slimseg_node/color")),
+        ("/camera/image_raw", "/robot", ("/camera/image_raw", "/robot/slimseg_node/overlay",
+                                         "/robot/slimseg_node/color")),
+        ("image", "robot/front/", ("/robot/front/image", "/robot/front/slimseg_node/overlay",
+                                   "/robot/front/slimseg_node/color")),
+        ("~/in", "/r", ("/r/slimseg_node/in", "/r/slimseg_node/overlay", "/r/slimseg_node/color")),
+    ],
+)
+def test_rviz_config_follows_image_topic_and_namespace(image_topic: str, namespace: str, want: tuple) -> None:
+    rendered = R.render_rviz_config(RVIZ_FILE.read_text(), image_topic, namespace)
+    displays = _displays(rendered)
+    got = tuple(displays[n]["Topic"]["Value"] for n in ("Input", "Overlay", "Colour mask"))
+    assert got == want
+    assert "${" not in rendered
+    # everything but the three topic values is the template's, line for line
+    template_lines, rendered_lines = RVIZ_FILE.read_text().splitlines(), rendered.splitlines()
+    assert len(rendered_lines) == len(template_lines)
+    changed = [(a, b) for a, b in zip(template_lines, rendered_lines, strict=True) if a != b]
+    assert len(changed) == 3, changed
+
+
+@pytest.mark.parametrize(
+    "image_topic, namespace, message",
+    [
+        ("", "", "not a valid ROS name"),
+        ("/camera/image raw", "", "not a valid ROS name"),
+        ("image: {x}", "", "not a valid ROS name"),
+        ("camera//image", "", "not a valid ROS name"),
+        ("image", "/ro bot", "not a valid ROS name"),
+        ("image", "~/x", "cannot be private"),
+        ("9lives", "", "not a valid ROS name"),
+    ],
+)
+def test_rviz_config_rejects_invalid_names(image_topic: str, namespace: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        R.render_rviz_config(RVIZ_FILE.read_text(), image_topic, namespace)
+
+
+def test_rviz_template_placeholders_must_match() -> None:
+    """A template edited out of step with the renderer fails at launch, not as an empty rviz panel."""
+    with pytest.raises(ValueError, match="placeholders"):
+        R.render_rviz_config("Value: ${image_topic}\n", "image")
+    with pytest.raises(ValueError, match="placeholders"):
+        R.render_rviz_config(RVIZ_FILE.read_text() + "x: ${camera_topic}\n", "image")
+
+
+def test_rviz_config_written_to_a_file_and_by_the_cli(tmp_path: Path, capsys) -> None:
+    path = R.write_rviz_config(RVIZ_FILE, "/cam/image", "/bot", out_dir=tmp_path)
+    assert path.parent == tmp_path and path.suffix == ".rviz"
+    assert _displays(path.read_text())["Overlay"]["Topic"]["Value"] == "/bot/slimseg_node/overlay"
+    out = tmp_path / "cli.rviz"
+    assert R.main(["--image-topic", "/cam/image", "--namespace", "/bot", "-o", str(out)]) == 0
+    assert out.read_text() == path.read_text()
+    assert R.main(["--image-topic", "bad topic"]) == 2
+    assert "not a valid ROS name" in capsys.readouterr().err
 
 
 def test_launch_description_loads() -> None:
@@ -161,8 +252,16 @@ def test_launch_description_loads() -> None:
     context.launch_configurations.update(
         {"params_file": str(PARAMS_FILE), "policy": "fps", "target_fps": "12"}
     )
-    node, rviz = module.launch_setup(context)
-    parameters = module.node_parameters(str(PARAMS_FILE), {"policy": "fps", "target_fps": "12"})
+    (node,) = module.launch_setup(context)  # rviz false by default: the node alone
+    overrides = {"policy": "fps", "target_fps": "12", "autostart": ""}
+    parameters = module.node_parameters(str(PARAMS_FILE), overrides)
     assert parameters["policy"] == "fps" and parameters["target_fps"] == 12.0
+    assert parameters["autostart"] is True
     assert ("image", "image") in module.remappings("image", "camera_info", "battery_state")
+    context.launch_configurations.update(
+        {"rviz": "true", "image_topic": "/camera/image_raw", "namespace": "/robot", "autostart": "false"}
+    )
+    node, rviz = module.launch_setup(context)
     assert node is not None and rviz is not None
+    rendered = module.rviz_config("/camera/image_raw", "/robot")
+    assert _displays(Path(rendered).read_text())["Input"]["Topic"]["Value"] == "/camera/image_raw"
