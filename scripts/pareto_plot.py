@@ -36,8 +36,10 @@ MODELS = {
     "independent Lite0 (one model per width)": (
         [f"dev/independent_s0/final_w{w}" for w in ("0.25", "0.5", "0.75", "1")],
         "dev/independent_s0/eval_dev.json", "s--"),
-    "old ResNet-18 SlimSeg, from scratch, 1400 steps (trained on these frames: optimistic)": (
+    "old shipped ResNet-18 SlimSeg, from scratch, 1400 steps (saw these frames: optimistic)": (
         ["old_r18/slimseg_camvid_r18"], None, "^:"),
+    "new shipped Lite0 SlimSeg, train+val, 1000 steps (saw these frames: optimistic)": (
+        ["../models/slimseg_camvid_lite0"], "../models/slimseg_camvid_lite0.dev.eval.json", "D-."),
 }
 
 
@@ -100,7 +102,7 @@ def main() -> None:
         for w, x, y in pts:
             ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(5, -12), fontsize=8)
     ax.set_xlabel(f"ONNX Runtime CPU latency, 1 thread, p50 ms ({args.size[1]}x{args.size[0]} input)")
-    ax.set_ylabel(f"mIoU % on held-out sequence 0001TP ({DEV_SPLIT})")
+    ax.set_ylabel(f"mIoU % on sequence 0001TP ({DEV_SPLIT})")
     ax.set_title("Accuracy vs measured latency per width (labels: width)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
