@@ -100,7 +100,22 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
-class MobileNetV2Encoder(nn.Module):
+class LowHighEncoder(nn.Module):
+    """Encoder made of one block list split at the last 1/8 block: `low` gives the skip, `high` the deep
+    feature. Shared by the MobileNetV2 and EfficientNet-Lite families, which differ only in their blocks."""
+
+    def _split(self, blocks: list[nn.Module], skip_index: int, deep_channels: list[int]) -> None:
+        self.low = nn.Sequential(*blocks[:skip_index])
+        self.high = nn.Sequential(*blocks[skip_index:])
+        self.skip_channels = self.low[-1].block[-1][0].out_channels_list
+        self.deep_channels = deep_channels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skip = self.low(x)
+        return skip, self.high(skip)
+
+
+class MobileNetV2Encoder(LowHighEncoder):
     """MobileNetV2 feature extractor (without the final 1280-channel conv), output stride 32."""
 
     def __init__(
@@ -122,14 +137,7 @@ class MobileNetV2Encoder(nn.Module):
                 in_list, in_base = out_list, c
         if skip_index is None or stride_so_far != 32:
             raise ValueError("MobileNetV2 settings must reach output stride 32 through a 1/8 stage")
-        self.low = nn.Sequential(*blocks[:skip_index])
-        self.high = nn.Sequential(*blocks[skip_index:])
-        self.skip_channels = self.low[-1].block[-1][0].out_channels_list
-        self.deep_channels = in_list
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        skip = self.low(x)
-        return skip, self.high(skip)
+        self._split(blocks, skip_index, in_list)
 
 
 # EfficientNet-Lite: MBConv stages (expansion, kernel, channels, repeats, first stride) of Lite0, and per
@@ -163,7 +171,7 @@ def lite_blocks(arch: str) -> list[tuple[int, int, int, int, int]]:
     return blocks
 
 
-class EfficientNetLiteEncoder(nn.Module):
+class EfficientNetLiteEncoder(LowHighEncoder):
     """EfficientNet-Lite feature extractor (stem + MBConv blocks, no 1280-channel head), output stride 32.
 
     Padding is PyTorch's symmetric k//2, not TensorFlow's SAME: the two differ only by a one-pixel shift at
@@ -184,14 +192,7 @@ class EfficientNetLiteEncoder(nn.Module):
             blocks.append(InvertedResidual(widths, in_list, out_list, s, t, cin, kernel, LITE_BN_EPS))
             stride_so_far *= s
             in_list = out_list
-        self.low = nn.Sequential(*blocks[:skip_index])
-        self.high = nn.Sequential(*blocks[skip_index:])
-        self.skip_channels = self.low[-1].block[-1][0].out_channels_list
-        self.deep_channels = in_list
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        skip = self.low(x)
-        return skip, self.high(skip)
+        self._split(blocks, skip_index, in_list)
 
 
 ENCODERS = {"resnet18": ResNet18Encoder, "mobilenetv2": MobileNetV2Encoder,
