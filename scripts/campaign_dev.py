@@ -16,17 +16,20 @@ GPU (full resolution, same protocol): add --full-res.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from slimseg_ros.training.campaign import (
+    EVAL_SPLITS,
+    evaluate,
+    mean_spread,
+    scores,
+    train,
+    wall_minutes,
+)
+from slimseg_ros.training.campaign import cell as fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "training/configs/camvid_dev_lite0.yaml"
-DEV_SPLIT = "train:0001TP"  # sequence-held-out frames (must match the config's data.val_split)
-EVAL_SPLITS = {"dev": DEV_SPLIT, "val": "val"}
 FULL_RES = ["data.crop=[352,352]", "data.scale=[0.75,1.75]", "data.eval_size=null", "train.batch_size=16",
             "train.amp=bf16", "train.threads=null"]
 # name -> (method, seed, extra overrides). Order is priority: lanes take arms round-robin in this order.
@@ -41,34 +44,12 @@ ARMS: dict[str, tuple[str, int, list[str]]] = {
 }
 
 
-def ckpts(run: Path, method: str) -> list[Path]:
-    """The final checkpoint stem(s) of a run: one shared model, or one per width for independent."""
-    if method == "independent":
-        return sorted(run.glob("final_w*.json"), key=lambda p: float(p.stem.split("_w")[1]))
-    return [run / "final.json"] if (run / "final.json").exists() else []
-
-
-def slimseg(*args: str) -> None:
-    cmd = [sys.executable, "-m", "slimseg_ros.cli", *args]
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
-
-
 def run_arm(name: str, out_root: Path, data: str, steps: int, extra: list[str]) -> None:
     method, seed, overrides = ARMS[name]
     run = out_root / name
-    sets = [f"method={method}", f"train.seed={seed}", f"train.steps={steps}", *overrides, *extra]
-    if not ckpts(run, method):
-        t0 = time.time()
-        resume = ["--resume"] if (run / "train_state.json").exists() else []
-        slimseg("train", "--config", str(CONFIG), "--data", data, "--out", str(run), *resume,
-                *[a for s in sets for a in ("--set", s)])
-        (run / "campaign_wall_s.txt").write_text(f"{time.time() - t0:.0f}\n")
-    for tag, split in EVAL_SPLITS.items():
-        out = run / f"eval_{tag}.json"
-        if not out.exists():
-            args = [a for c in ckpts(run, method) for a in ("--ckpt", str(c.with_suffix("")))]
-            slimseg("eval", *args, "--data", data, "--split", split, "--device", "cpu", "--out", str(out))
+    train(ROOT, CONFIG, run, data, [f"method={method}", f"train.seed={seed}", f"train.steps={steps}",
+                                    *overrides, *extra])
+    evaluate(ROOT, run, data)
 
 
 def report(out_root: Path) -> str:
@@ -81,26 +62,18 @@ def report(out_root: Path) -> str:
     lines = ["| arm | seeds | width | dev mIoU | dev boundary mIoU | val mIoU | wall min (sum of seeds) |",
              "|---|---|---|---|---|---|---|"]
     for group, runs in groups.items():
-        evals = {t: [json.loads((r / f"eval_{t}.json").read_text()) for r in runs] for t in EVAL_SPLITS}
-        walls = [json.loads((r / "summary.json").read_text()).get("wall_s", 0) for r in runs]
-        for w in sorted(evals["dev"][0]["widths"], key=float):
-            def cell(tag: str, key: str, w: str = w, evals: dict = evals) -> str:
-                v = [100 * e["widths"][w][key] for e in evals[tag]]
-                m = statistics.mean(v)
-                return f"{m:.1f}" if len(v) == 1 else f"{m:.1f} ± {(max(v) - min(v)) / 2:.1f}"
-            lines.append(f"| {group} | {len(runs)} | {float(w):g} | {cell('dev', 'miou')} | "
-                         f"{cell('dev', 'boundary_miou')} | {cell('val', 'miou')} | {sum(walls) / 60:.0f} |")
+        dev, bnd, val = scores(runs, "dev"), scores(runs, "dev", "boundary_miou"), scores(runs, "val")
+        for w in dev:
+            lines.append(f"| {group} | {len(runs)} | {float(w):g} | {fmt(dev[w])} | {fmt(bnd[w])} | "
+                         f"{fmt(val[w])} | {wall_minutes(runs):.0f} |")
     if {"slimseg", "independent"} <= set(groups):
         lines += ["", "| width | slimseg - independent, dev mIoU | spread (largest half-range) | val mIoU |",
                   "|---|---|---|---|"]
-        ev = {g: {t: [json.loads((r / f"eval_{t}.json").read_text())["widths"] for r in groups[g]]
-                  for t in EVAL_SPLITS} for g in ("slimseg", "independent")}
-        for w in sorted(ev["slimseg"]["dev"][0], key=float):
-            def stats(g: str, t: str, w: str = w, ev: dict = ev) -> tuple[float, float]:
-                v = [100 * e[w]["miou"] for e in ev[g][t]]
-                return statistics.mean(v), (max(v) - min(v)) / 2
-            (sd, ss), (idd, iss) = stats("slimseg", "dev"), stats("independent", "dev")
-            sv, iv = stats("slimseg", "val")[0], stats("independent", "val")[0]
+        ev = {g: {t: scores(groups[g], t) for t in EVAL_SPLITS} for g in ("slimseg", "independent")}
+        for w in ev["slimseg"]["dev"]:
+            (sd, ss) = mean_spread(ev["slimseg"]["dev"][w])
+            (idd, iss) = mean_spread(ev["independent"]["dev"][w])
+            sv, iv = mean_spread(ev["slimseg"]["val"][w])[0], mean_spread(ev["independent"]["val"][w])[0]
             lines.append(f"| {float(w):g} | {sd - idd:+.1f} | {max(ss, iss):.1f} | {sv - iv:+.1f} |")
     return "\n".join(lines)
 

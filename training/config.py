@@ -1,7 +1,9 @@
 """Training configuration: YAML merged over commented defaults, with `key.path=value` overrides.
 
-Defaults live here once; a config file only states what differs. Unknown top-level sections are an error
-(typos would otherwise silently train the default).
+Defaults live here once; a config file only states what differs. A file may name a `base:` config (a path
+relative to itself) that it is merged over, so the arms of one protocol share its data/optim/train blocks
+instead of copying them. Unknown top-level sections are an error (typos would otherwise silently train the
+default).
 """
 
 from __future__ import annotations
@@ -35,9 +37,14 @@ DEFAULTS: dict[str, Any] = {
         "limit": None,  # use only the first N training frames (smoke tests)
         "val_limit": None,  # use only the first N validation frames
         "unlabeled": None,  # {folders: [...], batch_size: N}: unlabelled stream for semi-supervised steps
+        # {fraction: 1/8, seed: 0}: keep the labels of a seeded share of the training frames (the rest join
+        # the unlabelled stream, if there is one); lists saved in the run folder (training/partition.py)
+        "partition": None,
     },
     "loss": {
-        "terms": None,  # None = the method's default terms (see training/steps.py); else a list of terms
+        "terms": None,  # None = the method's default terms (see training/steps.py); a method name = its
+        # defaults; else a list of terms
+        "add_terms": [],  # appended to `terms` (e.g. KA's or MGD's terms on top of SlimSeg's)
         "boundary_kernel": 3,  # k of the k x k ground-truth boundary rule
     },
     "optim": {
@@ -59,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
         "sync_bn": "auto",  # auto: SyncBatchNorm under DDP on CUDA, per-process BN otherwise
         "threads": None,  # torch.set_num_threads on CPU (None: leave torch's default)
         "stop_after": None,  # stop with a resumable state after this many steps (time-sliced CPU runs)
+        "init": None,  # start from this checkpoint's weights (same model config) instead of model.pretrained
         "boundary_px": 3,  # trimap band for the boundary mIoU of periodic evaluation
     },
     "extras": [],  # extras providers (training/extras.py)
@@ -90,19 +98,28 @@ def apply_override(cfg: dict[str, Any], override: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
+def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """One config file merged over its `base:` chain (each base path relative to the file naming it)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SlimsegError(f"config file not found: {p}", "see training/configs/ for examples")
+    if p.resolve() in _seen:
+        raise SlimsegError(f"config {p} is its own base", " -> ".join(str(s) for s in (*_seen, p.resolve())))
+    try:
+        user = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SlimsegError(f"config {p} is not valid YAML: {exc}") from exc
+    if not isinstance(user, dict):
+        raise SlimsegError(f"config {p} must be a mapping at the top level")
+    base = user.pop("base", None)
+    if base is None:
+        return user
+    return deep_merge(read_config_file(p.parent / str(base), (*_seen, p.resolve())), user)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read a YAML config over the defaults, apply overrides and import the listed plugin modules."""
-    user: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise SlimsegError(f"config file not found: {p}", "see training/configs/ for examples")
-        try:
-            user = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SlimsegError(f"config {p} is not valid YAML: {exc}") from exc
-        if not isinstance(user, dict):
-            raise SlimsegError(f"config {p} must be a mapping at the top level")
+    """Read a YAML config (and its bases) over the defaults, apply overrides and import plugin modules."""
+    user = read_config_file(path) if path is not None else {}
     cfg = deep_merge(DEFAULTS, user)
     for o in overrides or []:
         apply_override(cfg, o)
@@ -132,6 +149,14 @@ def validate(cfg: dict[str, Any]) -> None:
     for key in ("steps", "batch_size"):
         if int(cfg["train"][key]) < 1:
             raise SlimsegError(f"train.{key} must be >= 1, got {cfg['train'][key]}")
+    part = cfg["data"].get("partition")
+    if part is not None:
+        from slimseg_ros.training.partition import parse_fraction
+
+        if not isinstance(part, dict) or "fraction" not in part or set(part) - {"fraction", "seed"}:
+            raise SlimsegError(f"data.partition must be {{fraction: 1/8, seed: 0}}, got {part!r}",
+                               "e.g. --set data.partition.fraction=1/8")
+        parse_fraction(part["fraction"])
     crop = cfg["data"]["crop"]
     if not (isinstance(crop, list | tuple) and len(crop) == 2 and min(crop) >= 8):
         raise SlimsegError(f"data.crop must be [H, W] >= 8, got {crop}")

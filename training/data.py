@@ -197,15 +197,17 @@ def dataset_from_config(root: str | Path, data_cfg: dict[str, Any], num_classes:
 
 
 class UnlabeledImages(Dataset):
-    """Images without labels (semi-supervised streams): every image file of the given folders, augmented."""
+    """Images without labels (semi-supervised streams), augmented: every image file of the given folders,
+    plus explicit `files` (the frames whose labels a `data.partition` withholds)."""
 
     def __init__(self, folders: Sequence[str | Path], crop: Sequence[int], scale: Sequence[float],
                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD,
-                 seed: int = 0) -> None:
-        self.files = sorted(p for f in folders for p in Path(f).iterdir()
-                            if p.suffix.lower() in IMAGE_SUFFIXES)
+                 seed: int = 0, files: Sequence[Path] = ()) -> None:
+        self.files = sorted({*(p for f in folders for p in Path(f).iterdir()
+                               if p.suffix.lower() in IMAGE_SUFFIXES), *map(Path, files)})
         if not self.files:
-            raise SlimsegError(f"no images in unlabelled folders {list(map(str, folders))}")
+            raise SlimsegError(f"no images in unlabelled folders {list(map(str, folders))}",
+                               "list data.unlabeled.folders or withhold labels with data.partition")
         self.transform = build_train_transform(crop, scale, True, True, 0)
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
         self.seed, self.epoch = int(seed), 0

@@ -92,6 +92,22 @@ def make_partition(stems: list[str], fraction: str | float | Fraction, seed: int
     return Partition(labeled=labeled, unlabeled=unlabeled, fraction=frac, seed=seed)
 
 
+def partition_pairs(
+    pairs: list[tuple[Path, Path]], fraction: str | float | Fraction, seed: int = 0
+) -> tuple[Partition, list[tuple[Path, Path]], list[Path]]:
+    """Partition already-selected (image, label) pairs by stem, as make_partition does for a folder.
+
+    For runs that choose their label fraction by a parameter (`data.partition`) on any split selection,
+    e.g. the dev split's `train:!0001TP` + `val`. Returns the partition, the labelled pairs and the images
+    whose labels are withheld.
+    """
+    part = make_partition([img.stem for img, _ in pairs], fraction, seed)
+    keep = set(part.labeled)
+    labeled = [p for p in pairs if p[0].stem in keep]
+    unlabeled = [img for img, _ in pairs if img.stem not in keep]
+    return part, labeled, unlabeled
+
+
 def save_partition(partition: Partition, run_dir: str | Path) -> Path:
     """Write partition.json plus labeled.txt / unlabeled.txt (one stem a line) into the run folder."""
     run_dir = Path(run_dir)

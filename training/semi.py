@@ -94,7 +94,7 @@ class _SemiStep(StepStrategy):
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
         specs = list(self.loss.names)
-        terms = cfg["loss"]["terms"] if cfg["loss"]["terms"] is not None else self.default_terms
+        terms = self.term_specs(cfg)
         self.semi_loss = WeightedLoss([t for t in terms if t["name"].startswith("mgd_")])
         self.loss = WeightedLoss([t for t in terms if not t["name"].startswith("mgd_")])
         if not any(n.startswith("mgd_") for n in specs):

@@ -93,7 +93,7 @@ class StepStrategy:
         self.cfg = cfg
         self.model_cfg = ModelConfig.from_dict(cfg["model"])
         self.ignore_index = int(cfg["data"]["ignore_index"])
-        terms = cfg["loss"]["terms"] if cfg["loss"]["terms"] is not None else self.default_terms
+        terms = self.term_specs(cfg)
         try:
             self.loss = WeightedLoss(terms)
         except (KeyError, ValueError, TypeError) as exc:  # unknown term, bad argument or value
@@ -101,6 +101,19 @@ class StepStrategy:
                                "see training/losses/ for the terms and their arguments") from exc
         self.needs_boundary = self.needs_boundary or any(
             t["name"].startswith("boundary") for t in terms)
+
+    def term_specs(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+        """The run's loss terms: `loss.terms` (a list; a method name for that method's defaults; null for
+        this method's) followed by `loss.add_terms`, so an arm that adds KA or MGD terms to a method
+        states only what it adds."""
+        terms = cfg["loss"]["terms"]
+        if terms is None:
+            terms = self.default_terms
+        elif isinstance(terms, str):
+            if terms not in STEPS:
+                raise SlimsegError(f"loss.terms names unknown method {terms!r}", f"known: {', '.join(STEPS)}")
+            terms = STEPS[terms].default_terms
+        return [*terms, *(cfg["loss"].get("add_terms") or [])]
 
     def build_runner(self) -> WidthRunner:
         """The trainable module (DDP wraps it); default: one shared slimmable network."""

@@ -15,6 +15,7 @@ Frozen means eval mode (BN running statistics, no dropout) and requires_grad Fal
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -241,6 +242,9 @@ class KAAutoencoderStep(StepStrategy):
             raise SlimsegError("method ka_autoencoder needs exactly one `ka_autoencoder` extras entry")
         net, _ = load_checkpoint(specs[0]["teacher"])
         freeze(net)
+        # The runner is the trained teacher: the trainer must not re-initialise it (ImageNet weights over a
+        # trained encoder would silently wreck the features the autoencoder learns).
+        self.model_cfg = dataclasses.replace(net.cfg, pretrained=None)
         return WidthRunner({w: net for w in net.cfg.widths}, shared=True)
 
     def compute(

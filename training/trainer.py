@@ -30,7 +30,8 @@ from slimseg_ros.training.checkpoint import save_checkpoint
 from slimseg_ros.training.data import UnlabeledImages, dataset_from_config
 from slimseg_ros.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from slimseg_ros.training.extras import build_extras, compute_extras
-from slimseg_ros.training.pretrained import init_pretrained
+from slimseg_ros.training.initialise import initialise
+from slimseg_ros.training.partition import partition_pairs, save_partition
 from slimseg_ros.training.steps import STEPS, StepStrategy, WidthRunner
 from slimseg_ros.training.train_state import load_train_state, save_train_state, state_paths
 
@@ -123,8 +124,7 @@ class Trainer:
         self.strategy: StepStrategy = STEPS[cfg["method"]](cfg)
         self.runner: WidthRunner = self.strategy.build_runner()
         if not resume:  # a resumed run reads every weight from its state; no wheel needed then
-            mc = self.strategy.model_cfg
-            init_pretrained(self.runner, mc.arch, mc.pretrained)
+            initialise(self.runner, self.strategy.model_cfg, tc.get("init"))
         self.runner = self.runner.to(self.device)
         self.loss = self.strategy.loss.to(self.device)
         self.num_classes = self.strategy.model_cfg.num_classes
@@ -172,6 +172,7 @@ class Trainer:
         dc, tc = self.cfg["data"], self.cfg["train"]
         seed = int(tc["seed"])
         self.train_set = dataset_from_config(self.data_root, dc, self.num_classes, train=True, seed=seed)
+        withheld = self._apply_partition(dc.get("partition"))
         bs = int(tc["batch_size"])
         self.sampler = EpochSampler(len(self.train_set), bs, self.dist.world_size, self.dist.rank, seed)
         if self.sampler.batches_per_epoch == 0:
@@ -187,12 +188,26 @@ class Trainer:
         self.unlabeled_loader = None
         if dc.get("unlabeled"):
             uc = dc["unlabeled"]
-            uset = UnlabeledImages(uc["folders"], dc["crop"], dc["scale"], dc["mean"], dc["std"], seed=seed)
+            uset = UnlabeledImages(uc.get("folders") or [], dc["crop"], dc["scale"], dc["mean"], dc["std"],
+                                   seed=seed, files=withheld)
             ubs = int(uc.get("batch_size", bs))
             self.unlabeled_sampler = EpochSampler(len(uset), ubs, self.dist.world_size, self.dist.rank,
                                                   seed + 1)
             self.unlabeled_loader = DataLoader(uset, batch_size=ubs, sampler=self.unlabeled_sampler,
                                                num_workers=workers, drop_last=True)
+
+    def _apply_partition(self, spec: dict[str, Any] | None) -> list[Path]:
+        """Keep the labels of a seeded share of the training frames (`data.partition`); return the others.
+
+        The lists go into the run folder, so a table row names exactly the frames its labels came from."""
+        if not spec:
+            return []
+        part, labeled, withheld = partition_pairs(self.train_set.pairs, spec["fraction"],
+                                                  int(spec.get("seed", 0)))
+        self.train_set.pairs = labeled
+        if self.dist.is_main:
+            save_partition(part, self.out)
+        return withheld
 
     def _unlabeled_batches(self) -> Iterator[dict[str, Any]]:
         """Endless unlabelled stream (its own epochs), for semi-supervised strategies."""
