@@ -220,3 +220,31 @@ def test_teacher_pretraining_mean_teacher_average() -> None:
     cfg["loss"]["ema"] = 1.5
     with pytest.raises(SlimsegError, match="loss.ema"):
         STEPS["mgd_teacher"](cfg)
+
+
+def test_semi_terms_with_parameters_are_trained_and_checkpointed(tmp_path: Path) -> None:
+    """Every term of an MGD step lives in the one loss module the trainer moves, optimises and saves; a
+    parameterised mgd_* term used to sit in a second module the trainer never saw."""
+    from slimseg_ros.training.config import load_config
+    from slimseg_ros.training.losses import register
+    from slimseg_ros.training.semi import MGDStep
+
+    @register("mgd_scaled_test")
+    class Scaled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(2.0))
+
+        def forward(self, ctx: LossContext) -> torch.Tensor:
+            return self.scale * ctx.student["logits"].mean()
+
+    cfg = load_config(None, ["method=mgd", "model.widths=[0.5,1.0]",
+                             "loss.add_terms=[{name: mgd_scaled_test}]"])
+    step = MGDStep(cfg)
+    scale = step.loss.terms[step.loss.names.index("mgd_scaled_test")].scale
+    assert any(p is scale for p in step.loss.parameters())
+    assert any(k.endswith(".scale") for k in step.loss.state_dict())
+    logits = torch.randn(2, 11, 4, 4)
+    ctx = LossContext(student={"logits": logits}, target=None, width=1.0, is_widest=True, ignore_index=11)
+    only, parts = step.loss(ctx, lambda n: n == "mgd_scaled_test")
+    assert set(parts) == {"mgd_scaled_test"} and torch.isclose(only, 2 * logits.mean())

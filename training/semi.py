@@ -29,7 +29,7 @@ import torch
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.cutmix import box_masks, mix_images
 from slimseg_ros.training.extras import ExtraProvider, register_extra
-from slimseg_ros.training.losses import LossContext, WeightedLoss
+from slimseg_ros.training.losses import LossContext
 from slimseg_ros.training.slimmable import set_width
 from slimseg_ros.training.steps import StepStrategy, register_step
 
@@ -88,16 +88,19 @@ def prepare_mgd_extra(
     return out
 
 
+def is_semi_term(name: str) -> bool:
+    """Terms that see the whole [labelled ; mixed] batch (the rest see only the labelled part)."""
+    return name.startswith("mgd_")
+
+
 class _SemiStep(StepStrategy):
     """Shared loop: one forward per width on [labelled ; mixed], terms split by the batch part they need."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        specs = list(self.loss.names)
-        terms = self.term_specs(cfg)
-        self.semi_loss = WeightedLoss([t for t in terms if t["name"].startswith("mgd_")])
-        self.loss = WeightedLoss([t for t in terms if not t["name"].startswith("mgd_")])
-        if not any(n.startswith("mgd_") for n in specs):
+        # One WeightedLoss holds every term (so all of them are moved, optimised and checkpointed by the
+        # trainer); run_widths selects the supervised and the mgd_* terms for their batch parts.
+        if not any(is_semi_term(n) for n in self.loss.names):
             raise SlimsegError(f"method {cfg['method']} has no mgd_* loss term", "add e.g. {name: mgd_pixel}")
         # CutMix box parameters (training/cutmix.py box_masks keywords) under loss.cutmix; reference defaults
         self.cutmix = dict(cfg["loss"].get("cutmix") or {})
@@ -142,8 +145,8 @@ class _SemiStep(StepStrategy):
                 ignore_index=self.ignore_index,
                 extra=full_extra,
             )
-            loss_s, parts_s = self.loss(sup)
-            loss_u, parts_u = self.semi_loss(whole)
+            loss_s, parts_s = self.loss(sup, lambda n: not is_semi_term(n))
+            loss_u, parts_u = self.loss(whole, is_semi_term)
             total = loss_s + loss_u if total is None else total + loss_s + loss_u
             logs.update({f"w{w:g}/{k}": v for k, v in {**parts_s, **parts_u}.items()})
         assert total is not None

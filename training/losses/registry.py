@@ -84,11 +84,17 @@ class WeightedLoss(nn.Module):
                 raise ValueError(f"loss term {name}: apply_to must be all|widest|narrower, got {on!r}")
         self.terms = nn.ModuleList(build_loss(s.pop("name"), **s) for s in specs)
 
-    def forward(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, ctx: LossContext,
+                select: Callable[[str], bool] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sum of the terms that apply to this width; `select(name)` narrows them further (a step that feeds
+        different batch parts to different terms calls one module, which the trainer moves, optimises and
+        checkpoints whole, twice with complementary selections)."""
         total = ctx.student["logits"].new_zeros(())
         parts: dict[str, float] = {}
         for name, weight, on, term in zip(self.names, self.weights, self.on, self.terms, strict=True):
             if (on == "widest" and not ctx.is_widest) or (on == "narrower" and ctx.is_widest):
+                continue
+            if select is not None and not select(name):
                 continue
             value = term(ctx)
             if value is None:  # a term that does not apply to this width (e.g. KD at the widest)
