@@ -106,7 +106,7 @@ class _SemiStep(StepStrategy):
         self.cutmix = dict(cfg["loss"].get("cutmix") or {})
         if "prop_range" in self.cutmix:
             self.cutmix["prop_range"] = tuple(self.cutmix["prop_range"])
-        seed = int(cfg.get("train", {}).get("seed", 0))
+        seed = int(cfg["train"]["seed"])
         self.generator = torch.Generator().manual_seed(seed + 7919)  # CutMix boxes reproducible per run
 
     def run_widths(

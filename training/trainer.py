@@ -161,7 +161,7 @@ class Trainer:
     def _wrap_ddp(self) -> nn.Module:
         if not self.dist.distributed:
             return self.runner
-        sync = self.cfg["train"].get("sync_bn", "auto")
+        sync = self.cfg["train"]["sync_bn"]
         if self.device.type == "cuda" and sync in ("auto", True):
             self.runner = nn.SyncBatchNorm.convert_sync_batchnorm(self.runner)
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -178,7 +178,7 @@ class Trainer:
         if self.sampler.batches_per_epoch == 0:
             raise SlimsegError(f"{len(self.train_set)} training frames cannot fill one batch of {bs} per "
                                f"process on {self.dist.world_size} process(es)", "lower train.batch_size")
-        workers = int(dc.get("num_workers", 0))
+        workers = int(dc["num_workers"])
         self.loader = DataLoader(self.train_set, batch_size=bs, sampler=self.sampler, num_workers=workers,
                                  pin_memory=self.device.type == "cuda", drop_last=True,
                                  persistent_workers=False)
@@ -276,7 +276,7 @@ class Trainer:
 
             nets = {w: net for ws, net in self.runner.unique_nets() for w in ws}
             result = evaluate_nets(nets, self.val_set, self.device, self.num_classes, self.ignore_index,
-                                   int(self.cfg["train"].get("boundary_px", 3)), class_names=self.classes)
+                                   int(self.cfg["train"]["boundary_px"]), class_names=self.classes)
             self.runner.train()
         barrier(self.dist)
         return result
@@ -302,13 +302,13 @@ class Trainer:
         """One optimizer step on one batch (every width); returns the step's logs."""
         oc, tc = self.cfg["optim"], self.cfg["train"]
         lr = poly_lr(float(oc["lr"]), self.step, int(tc["steps"]), float(oc["poly_power"]),
-                     int(oc.get("warmup_steps", 0)))
+                     int(oc["warmup_steps"]))
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         batch = self._to_device(batch)
         if self.strategy.needs_boundary:
             batch["boundary"] = boundary_map(batch["label"], self.num_classes, self.ignore_index,
-                                             int(self.cfg["loss"].get("boundary_kernel", 3)))
+                                             int(self.cfg["loss"]["boundary_kernel"]))
         if unlabeled is not None:
             unlabeled = self._to_device(unlabeled)
         amp = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext())
@@ -381,7 +381,7 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v
                 if bar is not None:
                     bar.update(1)
-                    if self.step % max(int(tc.get("log_every", 20)), 1) == 0:
+                    if self.step % max(int(tc["log_every"]), 1) == 0:
                         bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{logs['lr']:.2e}")
                 if ckpt_every and self.step % ckpt_every == 0 and self.step < total:
                     self.save_state()
