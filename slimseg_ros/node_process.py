@@ -54,12 +54,13 @@ class NodeProcess:
 
     `params` go into a params file for `/**/<name>` (any namespace), so values keep their YAML types.
     `command` replaces the node's entry (e.g. the bench's echo process); `ros_args` are appended after
-    `--ros-args` (remaps such as `-r image:=/camera/image_raw`); `env` is merged over os.environ.
+    `--ros-args` (remaps such as `-r image:=/camera/image_raw`); `env` is merged over os.environ (a None
+    value unsets a variable, e.g. FASTDDS_BUILTIN_TRANSPORTS for Fast DDS's default transports).
     """
 
     def __init__(self, params: Mapping[str, Any] | None, workdir: str | Path, *, prefix: str = "slimseg",
                  namespace: str | None = None, domain_id: int | None = None,
-                 env: Mapping[str, str] | None = None, command: list[str] | None = None,
+                 env: Mapping[str, str | None] | None = None, command: list[str] | None = None,
                  ros_args: list[str] | None = None, log: str | Path | None = None,
                  params_file: str | Path | None = None, name: str = NODE_NAME) -> None:
         self.workdir = Path(workdir)
@@ -67,7 +68,8 @@ class NodeProcess:
         self.domain_id = private_domain() if domain_id is None else int(domain_id)
         self.name = name
         self.params = dict(params or {})
-        self.env = {**os.environ, **(env or {}), "ROS_DOMAIN_ID": str(self.domain_id)}
+        merged = {**os.environ, **(env or {}), "ROS_DOMAIN_ID": str(self.domain_id)}
+        self.env = {k: v for k, v in merged.items() if v is not None}  # None in `env`: unset that variable
         self.command = list(command) if command is not None else None
         self.ros_args = list(ros_args or [])
         stem = self.namespace.strip("/").replace("/", "_")
