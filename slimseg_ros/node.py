@@ -318,11 +318,15 @@ class SlimsegNode(LifecycleNode):
                 "pass it: --ros-args -p manifest:=/path/to/manifest.yaml (or launch with manifest:=...)",
             )
         self.manifest = Manifest.load(values["manifest"])
-        # threads only exists for the onnxruntime backends; "auto" keeps each backend's default
-        use_threads = values["threads"] > 0 and values["backend"].startswith("onnxruntime")
-        options = {"threads": values["threads"]} if use_threads else {}
+        # threads and spin exist for the onnxruntime backends only; auto hands them to those it tries
+        ort = values["backend"] == "auto" or values["backend"].startswith("onnxruntime")
+        options = {"threads": values["threads"], "spin": values["spin"]} if ort else {}
         self.backend = create_backend(
             values["backend"], self.manifest, device=values["device"] or None, **options
+        )
+        warm = self.backend.warm_up()  # no width pays its first-run cost on a live frame after a switch
+        self.get_logger().info(
+            "warm-up: " + ", ".join(f"width {w:g} {1e3 * s:.0f} ms" for w, s in warm.items())
         )
         self.counters = Counters()
         self._enabled = True

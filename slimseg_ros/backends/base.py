@@ -9,6 +9,7 @@ A concrete backend only implements `_run(image_at_input_size, width) -> labels_a
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 
@@ -105,6 +106,20 @@ class Backend(ABC):
         check_image(image)
         labels = self._run(to_input_size(image, self.input_size), key)
         return to_frame_size(labels, image.shape[:2])
+
+    def warm_up(self) -> dict[float, float]:
+        """One inference per usable width on a blank frame; seconds per width.
+
+        A width's first run pays one-off costs (memory arena growth, kernel and algorithm choice); the
+        node calls this at configure so the first frame after a width switch does not pay them live.
+        """
+        blank = np.zeros((*self.input_size, 3), dtype=np.uint8)
+        times = {}
+        for width in self.widths:
+            start = time.perf_counter()
+            self.infer(blank, width)
+            times[width] = time.perf_counter() - start
+        return times
 
     @abstractmethod
     def _run(self, image: np.ndarray, width: float) -> np.ndarray:
