@@ -139,4 +139,6 @@ class Backend(ABC):
         """One line for logs and diagnostics."""
         off = ", ".join(f"{w:g} ({r})" for w, r in sorted(self.disabled.items()))
         usable = ", ".join(f"{w:g}" for w in self.widths)
-        return f"{self.name}: widths [{usable}]" + (f"; disabled: {off}" if off else "")
+        int8 = ", ".join(f"{w:g}" for w in self.widths if self.manifest.precision(w) == "int8")
+        return (f"{self.name}: widths [{usable}]" + (f"; int8 graphs: {int8}" if int8 else "")
+                + (f"; disabled: {off}" if off else ""))
