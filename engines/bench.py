@@ -218,6 +218,41 @@ def run_threads_auto(args: argparse.Namespace, manifest: Manifest) -> tuple[str,
             backend.close()
 
 
+def first_frame_ratios(make_backend: Callable[[], Backend], frames: list[np.ndarray], rounds: int = 3,
+                       after: int = 10) -> dict[float, dict[str, float]]:
+    """Per width, its first frame's latency over the median of the `after` next ones, on a fresh backend
+    without and with `warm_up()` (median over `rounds` alternating pairs of fresh backends).
+
+    What the node pays on the first frame after switching to a width it has not run yet.
+    """
+    ratios: dict[float, dict[str, list[float]]] = {}
+    for _ in range(rounds):
+        for warm in (False, True):
+            backend = make_backend()
+            try:
+                if warm:
+                    backend.warm_up()
+                for w in backend.widths:
+                    times = []
+                    for i in range(after + 1):
+                        t0 = time.perf_counter()
+                        backend.infer(frames[i % len(frames)], w)
+                        times.append(time.perf_counter() - t0)
+                    row = ratios.setdefault(w, {"cold": [], "warm": []})
+                    row["warm" if warm else "cold"].append(times[0] / float(np.median(times[1:])))
+            finally:
+                backend.close()
+    return {w: {k: float(np.median(v)) for k, v in r.items()} for w, r in ratios.items()}
+
+
+def first_frame_section(title: str, command: str, machine: str, rows: dict[float, dict[str, float]]) -> str:
+    """Markdown: first frame / median per width, without and with warm-up."""
+    lines = [f"### {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
+             "| width | first frame / median, no warm-up | with warm-up |", "|---|---|---|"]
+    lines += [f"| {w:g} | {r['cold']:.2f} | {r['warm']:.2f} |" for w, r in sorted(rows.items())]
+    return "\n".join(lines) + "\n"
+
+
 def summarise(manifest: Manifest, samples: dict[float, list[float]]) -> dict[float, dict[str, float]]:
     """p50/p95/mean, fps, ms per GFLOP and ratios to the widest width measured."""
     widest = max(samples)
@@ -359,6 +394,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cuda-graphs", action="store_true", help="torch-cuda: no CUDA graphs")
     parser.add_argument("--update-manifest", action="store_true", help="record latency in the manifest")
     parser.add_argument("--markdown", help="markdown file to insert/replace this run's table in")
+    parser.add_argument("--first-frame", action="store_true",
+                        help="instead: first frame per width / median, fresh backends without, with warm-up")
     parser.add_argument("--breakdown", action="store_true",
                         help="torch backends: also time the bare network vs fast/exact post-processing")
 
@@ -402,6 +439,22 @@ def run(args: argparse.Namespace) -> int:
     if args.backend.startswith("torch") and (args.no_fp16 or args.no_cuda_graphs):
         options.update(fp16=False if args.no_fp16 else None,
                        cuda_graphs=False if args.no_cuda_graphs else None)
+    if args.first_frame:
+        frames = bench_frames(manifest, args.data, 11)
+        def fresh() -> Backend:
+            return create_backend(args.backend, manifest, device=args.device, **options)
+
+        rows = first_frame_ratios(fresh, frames)
+        probe = fresh()
+        name, machine = probe.name, machine_description(probe)
+        probe.close()
+        h, w = manifest.input_size
+        section = first_frame_section(f"{name}, {w}x{h} (W x H), first frame after a switch", _command(args),
+                                      machine, rows)
+        print(section)
+        if args.markdown:
+            write_markdown(Path(args.markdown), f"first-frame:{name}:{w}x{h}", section)
+        return 0
     backend = create_backend(args.backend, manifest, device=args.device, **options)
     try:
         widths = [backend._key(w) for w in args.widths] if args.widths else list(backend.widths)

@@ -276,3 +276,21 @@ def test_bench_threads_auto_compares_settings_per_width(manifest_path, tmp_path,
     assert "best threads=" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["--manifest", "m", "--threads", "many"])
+
+
+def test_bench_first_frame_compares_fresh_backends_without_and_with_warm_up(manifest_path, tmp_path):
+    import argparse
+
+    from slimseg_ros.engines import bench
+
+    md = tmp_path / "bench.md"
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--manifest", str(manifest_path), "--threads", "1", "--first-frame",
+                              "--markdown", str(md)])
+    assert bench.run(args) == 0
+    rows = [line for line in md.read_text().splitlines() if line.startswith(("| 0.", "| 1 |"))]
+    assert len(rows) == 4
+    for row in rows:
+        cold, warm = (float(v) for v in row.strip("|").split("|")[1:3])
+        assert cold > 0 and warm > 0
