@@ -314,10 +314,11 @@ def run(args: argparse.Namespace) -> int:
             Path(args.compare_json).write_text(json.dumps(results, indent=2) + "\n")
             print(f"wrote {args.compare_json}")
     if args.int8 == "auto":
-        from slimseg_ros.engines.quantize import int8_auto
+        from slimseg_ros.engines.quantize import int8_auto, report_markdown
 
         report = int8_auto(path, args.data, threads=args.int8_threads, frames=args.int8_frames,
                            scheme=args.int8_scheme)
+        print(report_markdown(report))
         if args.int8_json:
             Path(args.int8_json).write_text(json.dumps(report, indent=2) + "\n")
             print(f"wrote {args.int8_json}")

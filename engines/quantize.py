@@ -221,6 +221,26 @@ def int8_auto(manifest_path: Path, data: str | Path, threads: int = 1, frames: i
     return report
 
 
+def report_markdown(report: dict[str, Any]) -> str:
+    """The figures of one `int8_auto` run as markdown: accuracy and decision, then latency per setting."""
+    widths = report["widths"]
+    lines = [f"Scheme `{report['scheme']}`; calibration {report['calibration']}; agreement and mIoU on "
+             f"{report['dev_split']} ({report['dev_frames']} frames); decision at {report['threads']} "
+             f"thread(s); load average {report['load_average']} at the end.", "",
+             "| width | agreement with fp32 | mIoU fp32 | mIoU int8 | delta (points) | precision kept |",
+             "|---|---|---|---|---|---|"]
+    for w, r in widths.items():
+        lines.append(f"| {w} | {100 * r['agreement']:.2f} % | {100 * r['miou_fp32']:.2f} | "
+                     f"{100 * r['miou_int8']:.2f} | {100 * r['miou_delta']:+.2f} | {r['precision']} |")
+    settings = list(next(iter(widths.values()))["latency"])
+    lines += ["", "| width | " + " | ".join(f"{s}: p50 / p95 ms, CPU ms" for s in settings) + " |",
+              "|---|" + "---|" * len(settings)]
+    for w, r in widths.items():
+        cells = [f"{v['p50_ms']:.1f} / {v['p95_ms']:.1f}, {v['cpu_ms']:.1f}" for v in r["latency"].values()]
+        lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _cores() -> set[int]:
     import os
 
