@@ -50,14 +50,30 @@ class After:
         self.out = {name: ImageBuffer(Image, enc) for name, enc in
                     (("labels", "mono8"), ("color", "rgb8"), ("overlay", "rgb8"))}
 
-    def __call__(self, rgb: np.ndarray, labels: np.ndarray, geometry) -> list:
+    def __call__(self, rgb: np.ndarray, labels: np.ndarray, geometry, stages: dict | None = None) -> list:
+        """The path; `stages` (name -> list) also collects each step's ms."""
+        clock = [time.perf_counter()]
+
+        def mark(name: str) -> None:
+            clock.append(time.perf_counter())
+            if stages is not None:
+                stages.setdefault(name, []).append(1e3 * (clock[-1] - clock[-2]))
+
         header = Image().header
         labels_to_frame(labels, geometry, VOID, out=self.out["labels"].pixels(geometry.frame))
+        mark("labels resize")
         shape = (*geometry.frame, 3)
-        color = labels_to_frame(colorize(labels, self.palette), geometry, self.void_color,
-                                out=self.out["color"].pixels(shape))
+        small = colorize(labels, self.palette)
+        mark("colour LUT (network size)")
+        color = labels_to_frame(small, geometry, self.void_color, out=self.out["color"].pixels(shape))
+        mark("colour upsample")
         overlay(rgb, color, 0.5, out=self.out["overlay"].pixels(shape))
-        return [serialize_message(self.out[k].message(header)) for k in ("labels", "color", "overlay")]
+        mark("overlay blend")
+        out = []
+        for key in ("labels", "color", "overlay"):
+            out.append(serialize_message(self.out[key].message(header)))
+            mark(f"serialise {key}")
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                         interpolation=cv2.INTER_NEAREST)  # regions, as a segmentation has
     after = After(palette)
     print(f"load average {os.getloadavg()[0]:.1f} at the start; cv2 threads 1")
+    steps: dict[str, dict[str, float]] = {}
     print("| frame | before p50 ms | after p50 ms | after / before |")
     print("|---|---|---|---|")
     for size in args.sizes.split(","):
@@ -82,16 +99,20 @@ def main(argv: list[str] | None = None) -> int:
         if [deserialize_message(m, Image) for m in old] != [deserialize_message(m, Image) for m in new]:
             raise SystemExit(f"{size}: the two paths publish different messages")
         times: dict[str, list[float]] = {"before": [], "after": []}
+        stages: dict[str, list[float]] = {}
         for _ in range(args.frames):
             for name in ("before", "after"):
                 t0 = time.perf_counter()
                 if name == "before":
                     before(rgb, blocks, geometry, palette)
                 else:
-                    after(rgb, blocks, geometry)
+                    after(rgb, blocks, geometry, stages)
                 times[name].append(1e3 * (time.perf_counter() - t0))
         b, a = np.median(times["before"]), np.median(times["after"])
         print(f"| {w}x{h} | {b:.2f} | {a:.2f} | {a / b:.2f} |")
+        steps[size] = {name: float(np.median(v)) for name, v in stages.items()}
+    for size, row in steps.items():
+        print(f"after, {size}, per step (p50 ms): " + ", ".join(f"{k} {ms:.2f}" for k, ms in row.items()))
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

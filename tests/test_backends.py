@@ -261,6 +261,9 @@ def test_bench_threads_auto_compares_settings_per_width(manifest_path, tmp_path,
             (1.0, 1, False): {"p50_ms": 20.0, "cpu_ms": 20.0},
             (1.0, 2, False): {"p50_ms": 12.0, "cpu_ms": 22.0}}
     assert bench.best_settings(rows) == {0.5: (1, False), 1.0: (2, False)}  # within 5 %: the cheaper one
+    tie = {(0.25, 1, False): {"p50_ms": 2.74, "cpu_ms": 2.5},
+           (0.25, 2, True): {"p50_ms": 2.65, "cpu_ms": 2.5}}
+    assert bench.best_settings(tie) == {0.25: (1, False)}  # same speed and CPU: fewer threads
     md = tmp_path / "bench.md"
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
