@@ -21,7 +21,7 @@ from slimseg_ros.errors import SlimsegError
 FORMAT = "slimseg-manifest/1"
 MANIFEST_NAME = "manifest.yaml"
 POSTPROCESS_MODES = ("fast", "quarter", "exact")
-PRECISIONS = ("fp32", "int8")  # a width's `precision` (optional, with `precision_reason`): its ONNX graph's
+PRECISIONS = ("fp32", "int8")  # a width's optional `precision` (and `precision_reason`), from export --int8
 _WIDTH_TOL = 1e-6
 
 

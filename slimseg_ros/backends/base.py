@@ -110,8 +110,8 @@ class Backend(ABC):
     def warm_up(self) -> dict[float, float]:
         """One inference per usable width on a blank frame; seconds per width.
 
-        A width's first run pays one-off costs (memory arena growth, kernel and algorithm choice); the
-        node calls this at configure so the first frame after a width switch does not pay them live.
+        A width's first run may pay one-off costs (memory arena growth, kernel and algorithm choice, lazy
+        GPU allocation); the node calls this at configure so no live frame after a switch pays them.
         """
         blank = np.zeros((*self.input_size, 3), dtype=np.uint8)
         times = {}
