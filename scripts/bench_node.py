@@ -12,9 +12,17 @@ node runs frames across --switches width changes (parameter service) and counts 
     python scripts/bench_node.py --manifest /tmp/m/manifest.yaml --markdown docs/node_bench.md
     python scripts/bench_node.py --export-test /tmp/bench_manifest     # export a small random model first
 
-Speed goals (node overhead <= 2 ms p50 at 480x360, <= 25 ms at 1920x1080, 0 frames lost on switches) are
-checked here, not in tests. The network cost does not enter the overhead, so a small manifest
-(e.g. 96x128 from --export-test) keeps the run short; the backend resizes each frame to it.
+`--outputs labels,all` runs each size twice: labels only, and with ~/color and ~/overlay subscribed (as
+with rviz open), the round trip then lasting until the overlay arrives. The node's time per frame
+(diagnostics latency_from_receipt p50) of the two gives the visualisation's cost as a ratio. The switch
+run reports the first frame at each width against that width's median round trip: the first-visit cost
+the node's warm-up at configure removes (`slimseg bench --first-frame` gives the backend's own figure
+with and without warm-up).
+
+Speed goals (node overhead <= 2 ms p50 at 480x360, <= 25 ms at 1920x1080, 0 frames lost on switches, time
+per 1080p frame with colour and overlay <= 1.3x labels only) are checked here, not in tests. The network
+cost does not enter the overhead, so a small manifest (e.g. 96x128 from --export-test) keeps the run
+short; the backend resizes each frame to it.
 """
 
 from __future__ import annotations
@@ -72,23 +80,33 @@ def test_frame(data: Path | None, width: int, height: int) -> np.ndarray:
 class Client:
     """The measuring side: publishes frames, times the labels, reads the node's diagnostics."""
 
-    def __init__(self, process: NodeProcess, reliable: bool) -> None:
+    def __init__(self, process: NodeProcess, reliable: bool, outputs: tuple[str, ...] = ("labels",)) -> None:
         # the harness's client: same domain, and the process's transport for this participant only
         self.ros = NodeClient(process, name="bench")
         self.node = self.ros.node
         namespace, out_ns = process.namespace, process.full_name
         self.pub = self.node.create_publisher(Image, f"{namespace}/image", qos(reliable))
-        self.received: dict[int, float] = {}
+        self.received: dict[int, float] = {}  # stamp -> when the last of `outputs` for it arrived
+        self._arrived: dict[int, set[str]] = {}
+        self.outputs = outputs
         self.event = threading.Event()
-        self.node.create_subscription(Image, f"{out_ns}/labels", self._on_labels, qos(True))
+        for topic in outputs:
+            self.node.create_subscription(
+                Image, f"{out_ns}/{topic}", lambda msg, t=topic: self._on_output(t, msg), qos(True)
+            )
         self.diag: dict[str, str] = {}
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.params = self.ros.service(SetParameters, "set_parameters")
         self.out_ns = out_ns
 
-    def _on_labels(self, msg: Image) -> None:
-        self.received[msg.header.stamp.nanosec + msg.header.stamp.sec * 1_000_000_000] = time.perf_counter()
-        self.event.set()
+    def _on_output(self, topic: str, msg: Image) -> None:
+        now = time.perf_counter()
+        key = msg.header.stamp.nanosec + msg.header.stamp.sec * 1_000_000_000
+        seen = self._arrived.setdefault(key, set())
+        seen.add(topic)
+        if len(seen) == len(self.outputs):
+            self.received[key] = now
+            self.event.set()
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -98,9 +116,8 @@ class Client:
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (
-                self.pub.get_subscription_count() > 0
-                and self.node.count_publishers(f"{self.out_ns}/labels") > 0
+            if self.pub.get_subscription_count() > 0 and all(
+                self.node.count_publishers(f"{self.out_ns}/{topic}") > 0 for topic in self.outputs
             ):
                 if not self.params.wait_for_service(timeout_sec=max(deadline - time.monotonic(), 1.0)):
                     raise SystemExit("bench: the node's parameter service did not appear")
@@ -147,18 +164,25 @@ def bench_process(args: argparse.Namespace, transport: str, log: Path, echo: boo
         mode = "--reliable" if args.reliable else "--best-effort"
         return NodeProcess(None, log.parent, namespace=namespace, env=env, log=log, name="echo",
                            command=[sys.executable, __file__, "--echo", namespace, mode])
-    values = {"manifest": args.manifest, "backend": args.backend, **params, "threads": args.threads,
+    values = {"manifest": args.manifest, "backend": args.backend, **params,
               "reliable_qos": bool(args.reliable)}
+    if args.threads is not None:  # else the node's default
+        values["threads"] = args.threads
     return NodeProcess(values, log.parent, namespace=namespace, env=env, log=log)
 
 
-def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], echo: bool) -> dict:
-    """One process pair: frames at one size over one transport; returns the figures."""
+def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], echo: bool,
+            outputs: str = "labels") -> dict:
+    """One process pair: frames at one size over one transport; returns the figures.
+
+    outputs "all": ~/color and ~/overlay are subscribed too and a frame's round trip ends with the last of
+    the three (the echo process has only labels)."""
     width, height = size
-    log = Path(args.log_dir) / f"{'echo' if echo else 'node'}_{transport}_{width}x{height}.log"
+    log = Path(args.log_dir) / f"{'echo' if echo else 'node'}_{transport}_{width}x{height}_{outputs}.log"
     params = {} if echo else {"width": float(args.width), "diagnostics_period_s": 0.25}
     proc = bench_process(args, transport, log, echo=echo, **params).start()
-    client = Client(proc, args.reliable)
+    topics = ("labels", "color", "overlay") if outputs == "all" and not echo else ("labels",)
+    client = Client(proc, args.reliable, topics)
     try:
         client.wait_ready()
         rgb = test_frame(args.data, width, height)
@@ -172,6 +196,7 @@ def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], ech
             "transport": transport,
             "size": f"{width}x{height}",
             "process": "echo" if echo else "node",
+            "outputs": ",".join(topics),
             "qos": "reliable" if args.reliable else "best_effort",
             "frames": frames,
             "lost": frames - len(ok),
@@ -192,24 +217,36 @@ def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], ech
 
 
 def run_switches(args: argparse.Namespace, transport: str) -> dict:
-    """Frames across width switches at 480x360: each switch, then a frame; a frame without labels is lost."""
-    proc = bench_process(args, transport, Path(args.log_dir) / f"node_switches_{transport}.log").start()
+    """Frames across width switches at 480x360: each switch, then a frame; a frame without labels is lost.
+
+    The node starts at 0.25 and the path is warmed with --warmup frames there, so the first frames at 0.5,
+    0.75 and 1.0 are true first visits of a width (what the node's warm-up at configure is for), compared
+    with that width's later frames, each of which also follows a switch.
+    """
+    log = Path(args.log_dir) / f"node_switches_{transport}.log"
+    proc = bench_process(args, transport, log, width=0.25).start()
     client = Client(proc, args.reliable)
-    widths = [0.25, 0.5, 0.75, 1.0]
+    widths = [0.5, 0.75, 1.0, 0.25]
     try:
         client.wait_ready()
         rgb = test_frame(args.data, 480, 360)
-        client.round_trip(rgb, 0, args.timeout)
+        for i in range(args.warmup):
+            client.round_trip(rgb, 10_000 + i, args.timeout)
         lost = refused = 0
         trips = []
+        per_width: dict[float, list[float]] = {}
         for i in range(args.switches):
-            if not client.set_width(widths[i % len(widths)]):
+            width = widths[i % len(widths)]
+            if not client.set_width(width):
                 refused += 1
             trip = client.round_trip(rgb, i + 1, args.timeout)
             lost += trip is None
             if trip is not None:
                 trips.append(trip)
+                per_width.setdefault(width, []).append(trip)
         p50, p95 = percentiles(trips)
+        first = {f"{w:g}": values[0] / float(np.median(values[1:]))
+                 for w, values in per_width.items() if len(values) > 2 and w != 0.25}  # 0.25: warmed
         return {
             "transport": transport,
             "switches": args.switches,
@@ -217,6 +254,7 @@ def run_switches(args: argparse.Namespace, transport: str) -> dict:
             "refused": refused,
             "round_trip_p50_ms": p50,
             "round_trip_p95_ms": p95,
+            "first_visit_ratio": first,
         }
     finally:
         client.close()
@@ -262,7 +300,7 @@ def fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def markdown(results: list[dict], switches: list[dict], command: str) -> str:
+def markdown(results: list[dict], switches: list[dict], command: str, note: str = "") -> str:
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(
@@ -273,11 +311,12 @@ def markdown(results: list[dict], switches: list[dict], command: str) -> str:
     lines = [
         f"Command: `{command}`  ",
         f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"RMW {os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp (default)')}",
+        f"RMW {os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp (default)')}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end" + (f"  \n{note}" if note else ""),
         "",
-        "| process | transport | size | input QoS | frames | lost | round trip p50 / p95 ms | "
-        "backend p50 / p95 ms | overhead p50 / p95 ms | overhead above echo p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| process | outputs | transport | size | input QoS | frames | lost | round trip p50 / p95 ms | "
+        "backend p50 / p95 ms | overhead p50 / p95 ms | overhead above echo p50 ms | node time p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     floors = {(r["transport"], r["size"]): r["round_trip_p50_ms"] for r in results if r["process"] == "echo"}
     for r in results:
@@ -286,20 +325,33 @@ def markdown(results: list[dict], switches: list[dict], command: str) -> str:
         if r["process"] == "node" and floor is not None and r.get("overhead_p50_ms") is not None:
             above = r["overhead_p50_ms"] - floor
         lines.append(
-            f"| {r['process']} | {r['transport']} | {r['size']} | {r['qos']} | {r['frames']} | {r['lost']} | "
-            f"{fmt(r['round_trip_p50_ms'])} / {fmt(r['round_trip_p95_ms'])} | "
+            f"| {r['process']} | {r['outputs']} | {r['transport']} | {r['size']} | {r['qos']} | "
+            f"{r['frames']} | {r['lost']} | {fmt(r['round_trip_p50_ms'])} / {fmt(r['round_trip_p95_ms'])} | "
             f"{fmt(r.get('backend_p50_ms'))} / {fmt(r.get('backend_p95_ms'))} | "
-            f"{fmt(r.get('overhead_p50_ms'))} / {fmt(r.get('overhead_p95_ms'))} | {fmt(above)} |"
+            f"{fmt(r.get('overhead_p50_ms'))} / {fmt(r.get('overhead_p95_ms'))} | {fmt(above)} | "
+            f"{fmt(r.get('in_node_p50_ms'))} |"
         )
+    labels_only = {(r["transport"], r["size"]): r.get("in_node_p50_ms") for r in results
+                   if r["process"] == "node" and r["outputs"] == "labels"}
+    ratios = []
+    for r in results:
+        base = labels_only.get((r["transport"], r["size"]))
+        if r["process"] == "node" and r["outputs"] != "labels" and base and r.get("in_node_p50_ms"):
+            ratios.append(f"{r['size']} {r['transport']}: {r['in_node_p50_ms'] / base:.2f}x")
+    if ratios:
+        what = "Node time per frame with colour and overlay subscribed / labels only: "
+        lines += ["", what + "; ".join(ratios)]
     lines += [
         "",
-        "| width switches | transport | frames lost | switches refused | round trip p50 / p95 ms |",
-        "|---|---|---|---|---|",
+        "| width switches | transport | frames lost | switches refused | round trip p50 / p95 ms | "
+        "first frame at a width / its median |",
+        "|---|---|---|---|---|---|",
     ]
     for s in switches:
+        first = ", ".join(f"{w}: {v:.2f}" for w, v in sorted(s["first_visit_ratio"].items()))
         lines.append(
             f"| {s['switches']} | {s['transport']} | {s['lost']} | {s['refused']} | "
-            f"{fmt(s['round_trip_p50_ms'])} / {fmt(s['round_trip_p95_ms'])} |"
+            f"{fmt(s['round_trip_p50_ms'])} / {fmt(s['round_trip_p95_ms'])} | {first} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -311,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         "--export-test", metavar="DIR", help="export a random 96x128 test model to DIR and use it"
     )
     parser.add_argument("--backend", default="onnxruntime")
-    parser.add_argument("--threads", type=int, default=0, help="node parameter threads (onnxruntime)")
+    parser.add_argument("--threads", type=int, help="node parameter threads (default: the node's)")
+    parser.add_argument("--outputs", default="labels",
+                        help="labels and/or all (colour and overlay subscribed too), comma-separated")
     parser.add_argument("--width", type=float, default=0.25, help="network width for the latency runs")
     parser.add_argument("--sizes", default="480x360,1920x1080", help="frame sizes WxH, comma-separated")
     parser.add_argument("--transports", default="default,LARGE_DATA", help=f"from {', '.join(TRANSPORTS)}")
@@ -332,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the figures as JSON")
     parser.add_argument("--markdown", help="write a markdown table (with the command and machine)")
     parser.add_argument("--log-dir", default="/tmp/slimseg_bench_node", help="process logs")
+    parser.add_argument("--note", default="", help="a line for the table, e.g. the load during the run")
     parser.add_argument("--echo", metavar="NAMESPACE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:
@@ -348,10 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     transports = [t.strip() for t in args.transports.split(",")]
     results, switches = [], []
+    outputs = [o.strip() for o in args.outputs.split(",")]
     for transport in transports:
         for size in sizes:
-            for echo in [False] if args.no_echo else [True, False]:
-                r = run_one(args, transport, size, echo)
+            runs = [] if args.no_echo else [(True, "labels")]
+            for echo, out in runs + [(False, o) for o in outputs]:
+                r = run_one(args, transport, size, echo, out)
                 print(json.dumps(r), flush=True)
                 results.append(r)
         if args.switches:
@@ -359,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(s), flush=True)
             switches.append(s)
     command = "python scripts/bench_node.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = markdown(results, switches, command)
+    table = markdown(results, switches, command, args.note)
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import array
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -191,20 +192,58 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
 
 def fill_image(msg: Any, pixels: np.ndarray, encoding: str) -> Any:
     """Fill an Image message's size fields and data from a uint8 HxW or HxWx3 array (one copy, no loop)."""
-    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-        raise SlimsegError(
-            f"cannot publish array of shape {pixels.shape} dtype {pixels.dtype}",
-            "expected uint8 HxW or HxWx3",
-        )
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    spec = ENCODINGS.get(encoding)
-    if spec is None or spec.dtype is not np.uint8 or spec.channels != channels:
-        raise SlimsegError(f"{channels}-channel array cannot be published as {encoding}", "pick the encoding")
-    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = msg.width * channels
+    _fill_fields(msg, pixels.shape, pixels.dtype, encoding)
     data = array.array("B")
     data.frombytes(np.ascontiguousarray(pixels))
     msg.data = data
     return msg
+
+
+def _fill_fields(msg: Any, shape: tuple[int, ...], dtype: np.dtype, encoding: str) -> None:
+    if dtype != np.uint8 or len(shape) not in (2, 3):
+        raise SlimsegError(
+            f"cannot publish array of shape {shape} dtype {dtype}", "expected uint8 HxW or HxWx3"
+        )
+    channels = 1 if len(shape) == 2 else shape[2]
+    spec = ENCODINGS.get(encoding)
+    if spec is None or spec.dtype is not np.uint8 or spec.channels != channels:
+        raise SlimsegError(f"{channels}-channel array cannot be published as {encoding}", "pick the encoding")
+    msg.height, msg.width = int(shape[0]), int(shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * channels
+
+
+class ImageBuffer:
+    """One reusable outgoing Image whose `data` a numpy array writes into: no copy on the Python side.
+
+    rclpy cannot publish without copying (publish converts the message to its C struct, one memcpy through
+    the buffer protocol, then serialises), but the copy into a new `array.array` per frame, and the fresh
+    pages it touches, are avoidable: the message keeps one `array.array` and `pixels()` is a numpy view of
+    it that the colouriser, the blender and the label resize write into (`out=`). Publishing is synchronous,
+    so the buffer is free again when `publish` returns; one owner thread (the node's worker) uses it.
+    """
+
+    def __init__(self, make_message: Callable[[], Any], encoding: str) -> None:
+        self._make = make_message
+        self._encoding = encoding
+        self._msg: Any = None
+        self._pixels: np.ndarray | None = None
+
+    def pixels(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The writable HxW(x3) view for this frame; reallocated only when the size changes."""
+        if self._pixels is None or self._pixels.shape != tuple(shape):
+            msg = self._make()
+            _fill_fields(msg, tuple(shape), np.dtype(np.uint8), self._encoding)
+            msg.data = array.array("B", bytes(int(np.prod(shape))))
+            # the array the message holds (its setter may copy): the view must alias what gets published
+            self._pixels = np.frombuffer(msg.data, dtype=np.uint8).reshape(shape)
+            self._msg = msg
+        return self._pixels
+
+    def message(self, header: Any) -> Any:
+        """The message holding the current pixels, stamped with `header`; publish it before the next frame."""
+        if self._msg is None:
+            raise SlimsegError("ImageBuffer.message() before pixels()", "write the pixels first")
+        self._msg.header = header
+        return self._msg

@@ -21,6 +21,7 @@ from slimseg_ros.errors import SlimsegError
 FORMAT = "slimseg-manifest/1"
 MANIFEST_NAME = "manifest.yaml"
 POSTPROCESS_MODES = ("fast", "quarter", "exact")
+PRECISIONS = ("fp32", "int8")  # a width's optional `precision` (and `precision_reason`), from export --int8
 _WIDTH_TOL = 1e-6
 
 
@@ -106,6 +107,8 @@ def validate(data: Any, path: Path | None = None) -> None:
             raise _fail(path, f"width {w} has neither an 'onnx' file nor 'engines'")
         if "onnx" in entry:
             _check_file_ref(entry["onnx"], f"width {w} onnx", path)
+        if entry.get("precision", "fp32") not in PRECISIONS:
+            raise _fail(path, f"width {w} precision is {entry['precision']!r}, expected one of {PRECISIONS}")
         engines = entry.get("engines", [])
         if not isinstance(engines, list):
             raise _fail(path, f"width {w} engines must be a list")
@@ -207,6 +210,10 @@ class Manifest:
         if not norm:
             return None
         return [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
+
+    def precision(self, width: float) -> str:
+        """fp32 or int8: the precision of the width's ONNX graph (`slimseg export --int8 auto` decides)."""
+        return str(self.entry(width).get("precision", "fp32"))
 
     def onnx_path(self, width: float) -> Path | None:
         ref = self.entry(width).get("onnx")

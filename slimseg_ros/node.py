@@ -38,7 +38,7 @@ from std_srvs.srv import SetBool
 from slimseg_ros import params as P
 from slimseg_ros.backends import Backend, create_backend
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.image_codec import DECODER, compressed_to_rgb, fill_image, image_to_rgb
+from slimseg_ros.image_codec import DECODER, ImageBuffer, compressed_to_rgb, image_to_rgb
 from slimseg_ros.manifest import Manifest
 from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, make_policy
 from slimseg_ros.qos import LATCHED_QOS, OUTPUT_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
@@ -302,11 +302,15 @@ class SlimsegNode(LifecycleNode):
                 "pass it: --ros-args -p manifest:=/path/to/manifest.yaml (or launch with manifest:=...)",
             )
         self.manifest = Manifest.load(values["manifest"])
-        # threads only exists for the onnxruntime backends; "auto" keeps each backend's default
-        use_threads = values["threads"] > 0 and values["backend"].startswith("onnxruntime")
-        options = {"threads": values["threads"]} if use_threads else {}
+        # threads and spin exist for the onnxruntime backends only; auto hands them to those it tries
+        ort = values["backend"] == "auto" or values["backend"].startswith("onnxruntime")
+        options = {"threads": values["threads"], "spin": values["spin"]} if ort else {}
         self.backend = create_backend(
             values["backend"], self.manifest, device=values["device"] or None, **options
+        )
+        warm = self.backend.warm_up()  # no width pays its first-run cost on a live frame after a switch
+        self.get_logger().info(
+            "warm-up: " + ", ".join(f"width {w:g} {1e3 * s:.0f} ms" for w, s in warm.items())
         )
         self.counters = Counters()
         self._enabled = True
@@ -355,6 +359,10 @@ class SlimsegNode(LifecycleNode):
         self._pad_value = tuple(int(round(v)) for v in norm[0]) if norm else (0, 0, 0)
         self._void = self.manifest.ignore_index if 0 <= self.manifest.ignore_index <= 255 else 255
         self._fit: Fit | None = None
+        # outgoing images written in place frame after frame (visualize / image_codec: no per-frame copies)
+        self._void_color = tuple(int(v) for v in self.palette[self._void])
+        self._out = {name: ImageBuffer(Image, enc) for name, enc in
+                     (("labels", "mono8"), ("color", "rgb8"), ("overlay", "rgb8"))}
         self.in_rate, self.out_rate = RateMeter(), RateMeter()
         self.lat_stamp, self.lat_receipt, self.lat_infer = LatencyWindow(), LatencyWindow(), LatencyWindow()
 
@@ -590,12 +598,18 @@ class SlimsegNode(LifecycleNode):
         return cached
 
     def _publish_outputs(self, header: Any, rgb: np.ndarray, geometry: Fit, labels: np.ndarray) -> None:
-        """Labels and camera_info at the frame's or the network's size; colour and overlay at the frame's."""
+        """Labels and camera_info at the frame's or the network's size; colour and overlay at the frame's.
+
+        Each label map is resized once, straight into its message buffer; colours are looked up at the
+        network size and upsampled once (the same pixels as colourising the frame-size labels).
+        """
         at_network = self._values["labels_at_network_size"]
-        frame_labels = None if at_network else labels_to_frame(labels, geometry, self._void)
-        out_labels = labels_at_network(labels, geometry, self._void) if at_network else frame_labels
-        msg = fill_image(Image(header=header), out_labels, "mono8")
-        self.pub_labels.publish(msg)
+        out = self._out["labels"]
+        if at_network:
+            out.pixels(geometry.network)[...] = labels_at_network(labels, geometry, self._void)
+        else:
+            labels_to_frame(labels, geometry, self._void, out=out.pixels(geometry.frame))
+        self.pub_labels.publish(out.message(header))
         info = self._camera_info
         if info is not None:
             adjusted = labels_camera_info(info, geometry.frame, geometry if at_network else None)
@@ -604,14 +618,14 @@ class SlimsegNode(LifecycleNode):
         want_color = self.pub_color.get_subscription_count() > 0
         want_overlay = self.pub_overlay.get_subscription_count() > 0
         if want_color or want_overlay:
-            if frame_labels is None:
-                frame_labels = labels_to_frame(labels, geometry, self._void)
-            color = colorize(frame_labels, self.palette)
+            shape = (*geometry.frame, 3)
+            color = labels_to_frame(colorize(labels, self.palette), geometry, self._void_color,
+                                    out=self._out["color"].pixels(shape))
             if want_color:
-                self.pub_color.publish(fill_image(Image(header=header), color, "rgb8"))
+                self.pub_color.publish(self._out["color"].message(header))
             if want_overlay:
-                blended = overlay(rgb, color, self._values["overlay_alpha"])
-                self.pub_overlay.publish(fill_image(Image(header=header), blended, "rgb8"))
+                overlay(rgb, color, self._values["overlay_alpha"], out=self._out["overlay"].pixels(shape))
+                self.pub_overlay.publish(self._out["overlay"].message(header))
 
     def _apply(self, decision: Decision) -> None:
         """Adopt the policy's width for the next frame; log and latch every switch with its reason."""

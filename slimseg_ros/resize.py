@@ -98,10 +98,15 @@ def to_network(image: np.ndarray, geometry: Fit, pad_value: int | tuple[int, ...
     return np.ascontiguousarray(image)
 
 
-def labels_to_frame(labels: np.ndarray, geometry: Fit, void: int) -> np.ndarray:
+def labels_to_frame(
+    labels: np.ndarray, geometry: Fit, void: int | tuple[int, ...], out: np.ndarray | None = None
+) -> np.ndarray:
     """Network-size labels mapped back onto the frame (nearest: class ids must not blend).
 
-    Letterbox padding is cut off first; frame pixels outside a crop get `void` (not segmented).
+    Letterbox padding is cut off first; frame pixels outside a crop get `void` (not segmented). Also maps
+    an HxWx3 image at the network size (the colourised labels, `void` then a colour), so colour is looked
+    up at the network size and upsampled once. `out`: a frame-size buffer to write into (the node's
+    reused message buffers), instead of a new array.
     """
     _check_labels(labels, geometry)
     fh, fw = geometry.frame
@@ -109,11 +114,20 @@ def labels_to_frame(labels: np.ndarray, geometry: Fit, void: int) -> np.ndarray:
     if (cx0, cy0, cx1, cy1) != (0, 0, geometry.network[1], geometry.network[0]):
         labels = labels[cy0:cy1, cx0:cx1]
     x0, y0, x1, y1 = geometry.visible
-    if labels.shape != (y1 - y0, x1 - x0):
+    whole = (x0, y0, x1, y1) == (0, 0, fw, fh)
+    if out is None:
+        out = np.empty((fh, fw, *labels.shape[2:]), dtype=np.uint8)
+    elif out.shape != (fh, fw, *labels.shape[2:]) or out.dtype != np.uint8:
+        raise ValueError(f"out is {out.shape} {out.dtype}, expected uint8 {(fh, fw, *labels.shape[2:])}")
+    if whole and labels.shape[:2] != (fh, fw):
+        resized = cv2.resize(labels, (fw, fh), dst=out, interpolation=cv2.INTER_NEAREST)
+        if resized is not out:  # OpenCV allocated instead of writing in place: keep the caller's buffer
+            out[...] = resized
+        return out
+    if labels.shape[:2] != (y1 - y0, x1 - x0):
         labels = cv2.resize(labels, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
-    if (x0, y0, x1, y1) == (0, 0, fw, fh):
-        return np.ascontiguousarray(labels)
-    out = np.full((fh, fw), void, dtype=np.uint8)
+    if not whole:
+        out[...] = void
     out[y0:y1, x0:x1] = labels
     return out
 
@@ -155,7 +169,7 @@ def map_box(box: Box, affine: np.ndarray, bounds: tuple[int, int]) -> Box:
 
 
 def _check_labels(labels: np.ndarray, geometry: Fit) -> None:
-    if labels.shape != geometry.network or labels.dtype != np.uint8:
+    if labels.shape[:2] != geometry.network or labels.ndim not in (2, 3) or labels.dtype != np.uint8:
         raise ValueError(
             f"labels are {labels.shape} {labels.dtype}, expected uint8 at the network size {geometry.network}"
         )

@@ -205,3 +205,95 @@ def test_postprocess_breakdown_times_three_variants(manifest_path):
         assert min(row["network_ms"], row["fast_ms"], row["exact_ms"]) > 0
         assert row["fast_share"] == pytest.approx(row["fast_ms"] / row["network_ms"] - 1)
     assert "| 0.25 |" in breakdown_section("t", "cmd", "machine", rows)
+
+
+def test_spin_and_threads_reach_the_session_and_keep_the_labels(manifest_path, ort, frames):
+    """spin is onnxruntime's session.intra_op.allow_spinning; no setting changes a label."""
+    from slimseg_ros.backends.onnxruntime_backend import SPIN_KEY
+
+    for threads, spin, entry in ((2, False, "0"), (2, True, "1"), (0, None, None)):
+        backend = create_backend("onnxruntime", manifest_path, threads=threads, spin=spin)
+        try:
+            if entry is None:  # onnxruntime's own default: no entry set (reading an unset key raises)
+                with pytest.raises(RuntimeError, match="does not have configuration"):
+                    backend._options.get_session_config_entry(SPIN_KEY)
+            else:
+                assert backend._options.get_session_config_entry(SPIN_KEY) == entry
+            for w in backend.widths:
+                assert np.array_equal(backend.infer(frames[0], w), ort.infer(frames[0], w))
+        finally:
+            backend.close()
+
+
+def test_auto_hands_threads_and_spin_to_onnxruntime_only(manifest_path):
+    backend = create_backend("auto", manifest_path, threads=1, spin=False)
+    try:
+        assert backend.name == "onnxruntime-cpu" and (backend.threads, backend.spin) == (1, False)
+    finally:
+        backend.close()
+
+
+def test_warm_up_runs_every_usable_width_once(export_copy):
+    (export_copy / "slimseg_w0.50.onnx").write_bytes(b"broken")
+    backend = create_backend("onnxruntime", export_copy, threads=1)
+    try:
+        calls = []
+        run = backend._run
+        backend._run = lambda image, width: calls.append((image.shape, width)) or run(image, width)
+        times = backend.warm_up()
+        assert sorted(times) == backend.widths == [0.25, 0.75, 1.0] and all(t > 0 for t in times.values())
+        assert calls == [((H, W, 3), w) for w in backend.widths]
+    finally:
+        backend.close()
+
+
+def test_bench_threads_auto_compares_settings_per_width(manifest_path, tmp_path, capsys):
+    """--threads auto: every width under every setting in one interleaved run, a best setting per width."""
+    import argparse
+
+    from slimseg_ros.engines import bench
+
+    assert bench.thread_settings(1) == [(1, False)]
+    assert bench.thread_settings(2) == [(1, False), (2, True), (2, False)]
+    assert [t for t, _ in bench.thread_settings(6)] == [1, 2, 2, 4, 4, 6, 6]
+    rows = {(0.5, 1, False): {"p50_ms": 10.0, "cpu_ms": 10.0},
+            (0.5, 2, True): {"p50_ms": 9.8, "cpu_ms": 19.0},
+            (1.0, 1, False): {"p50_ms": 20.0, "cpu_ms": 20.0},
+            (1.0, 2, False): {"p50_ms": 12.0, "cpu_ms": 22.0}}
+    assert bench.best_settings(rows) == {0.5: (1, False), 1.0: (2, False)}  # within 5 %: the cheaper one
+    tie = {(0.25, 1, False): {"p50_ms": 2.74, "cpu_ms": 2.5},
+           (0.25, 2, True): {"p50_ms": 2.65, "cpu_ms": 2.5}}
+    assert bench.best_settings(tie) == {0.25: (1, False)}  # same speed and CPU: fewer threads
+    md = tmp_path / "bench.md"
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--manifest", str(manifest_path), "--threads", "auto", "--frames", "2",
+                              "--warmup", "1", "--markdown", str(md)])
+    assert bench.run(args) == 0
+    text = md.read_text()
+    assert "<!-- bench:threads:onnxruntime-cpu:128x96 -->" in text
+    cores = len(bench.thread_settings(len(__import__("os").sched_getaffinity(0))))
+    for w in ("0.25", "0.5", "0.75", "1"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {w} |"))
+        assert row.count(" / ") == cores and row.rstrip().endswith("|")
+    assert "best threads=" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--manifest", "m", "--threads", "many"])
+
+
+def test_bench_first_frame_compares_fresh_backends_without_and_with_warm_up(manifest_path, tmp_path):
+    import argparse
+
+    from slimseg_ros.engines import bench
+
+    md = tmp_path / "bench.md"
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--manifest", str(manifest_path), "--threads", "1", "--first-frame",
+                              "--markdown", str(md)])
+    assert bench.run(args) == 0
+    rows = [line for line in md.read_text().splitlines() if line.startswith(("| 0.", "| 1 |"))]
+    assert len(rows) == 4
+    for row in rows:
+        cold, warm = (float(v) for v in row.strip("|").split("|")[1:3])
+        assert cold > 0 and warm > 0

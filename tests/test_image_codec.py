@@ -254,3 +254,33 @@ def test_table_rows_are_consistent() -> None:
     for name, spec in ENCODINGS.items():
         assert spec.channels in (1, 2, 3, 4) and spec.dtype in (np.uint8, np.uint16), name
         assert (spec.to_rgb is None) == (name == "rgb8"), name
+
+
+def test_image_buffer_publishes_what_was_written_in_place() -> None:
+    """The view aliases the message's own data (what rclpy serialises), for both settings of the message
+    classes' field checks; a new size reallocates, the same size reuses the buffer."""
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from slimseg_ros.image_codec import ImageBuffer
+
+    rng = np.random.default_rng(3)
+    for check in (False, True):
+        buffer = ImageBuffer(lambda check=check: Image(check_fields=check), "rgb8")
+        pixels = buffer.pixels((6, 9, 3))
+        pixels[...] = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
+        assert np.shares_memory(pixels, np.frombuffer(buffer.message(Image().header).data, np.uint8))
+        header = Image().header
+        header.frame_id = "cam"
+        wire = deserialize_message(serialize_message(buffer.message(header)), Image)
+        assert wire.header.frame_id == "cam" and (wire.height, wire.width, wire.step) == (6, 9, 27)
+        assert np.array_equal(image_to_rgb(wire), pixels)
+        assert buffer.pixels((6, 9, 3)) is pixels
+        assert buffer.pixels((4, 4, 3)).shape == (4, 4, 3)
+    labels = ImageBuffer(Image, "mono8")
+    labels.pixels((3, 5))[...] = 7
+    wire = deserialize_message(serialize_message(labels.message(Image().header)), Image)
+    assert wire.encoding == "mono8" and bytes(wire.data) == bytes([7] * 15)
+    with pytest.raises(SlimsegError, match="cannot be published as rgb8"):
+        ImageBuffer(Image, "rgb8").pixels((3, 5))
+    with pytest.raises(SlimsegError, match="before pixels"):
+        ImageBuffer(Image, "rgb8").message(Image().header)

@@ -176,3 +176,43 @@ def test_resize_mode_parameter_is_declared_and_validated() -> None:
         P.check_node_param("resize_mode", "zoom")
     with pytest.raises(ValueError, match="must be a str"):
         P.check_node_param("resize_mode", 3)
+
+
+def _old_labels_to_frame(labels: np.ndarray, geometry, void: int) -> np.ndarray:
+    """The node's path before buffers (d05dd1f): cut the padding, resize, place in a void frame."""
+    fh, fw = geometry.frame
+    cx0, cy0, cx1, cy1 = geometry.content
+    labels = labels[cy0:cy1, cx0:cx1]
+    x0, y0, x1, y1 = geometry.visible
+    labels = cv2.resize(labels, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+    out = np.full((fh, fw), void, dtype=np.uint8)
+    out[y0:y1, x0:x1] = labels
+    return out
+
+
+@pytest.mark.parametrize("mode", RESIZE_MODES)
+@pytest.mark.parametrize("shape", [WIDE, TALL, (1080, 1920), (97, 131), NETWORK])
+def test_labels_and_colours_to_frame_into_a_buffer_equal_the_old_path(mode: str, shape: tuple) -> None:
+    """One nearest resize into the caller's buffer, for labels and for network-size colours alike: the same
+    pixels as resizing the labels to the frame and colourising there (odd sizes included)."""
+    from slimseg_ros.visualize import colorize, make_palette
+
+    rng = np.random.default_rng(1)
+    geometry = fit(shape, NETWORK, mode)
+    labels = rng.integers(0, 12, NETWORK, dtype=np.uint8)
+    palette = make_palette(rng.integers(0, 256, (12, 3)).tolist())
+    want = _old_labels_to_frame(labels, geometry, VOID)
+    out = np.full(shape, 77, np.uint8)
+    assert labels_to_frame(labels, geometry, VOID, out=out) is out
+    assert np.array_equal(out, want)
+    assert np.array_equal(labels_to_frame(labels, geometry, VOID), want)
+    color_out = np.zeros((*shape, 3), np.uint8)
+    color = labels_to_frame(colorize(labels, palette), geometry, tuple(palette[VOID]), out=color_out)
+    assert color is color_out
+    assert np.array_equal(color, palette[want])
+
+
+def test_labels_to_frame_rejects_a_buffer_of_the_wrong_size() -> None:
+    geometry = fit(WIDE, NETWORK, "stretch")
+    with pytest.raises(ValueError, match="expected uint8"):
+        labels_to_frame(np.zeros(NETWORK, np.uint8), geometry, VOID, out=np.zeros(TALL, np.uint8))

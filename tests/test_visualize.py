@@ -91,3 +91,22 @@ def test_camvid_ground_truth_overlay_uses_dataset_colours() -> None:
         if where.any():
             assert (blended[where] == np.array(cls["color"], dtype=np.uint8)).all()
     assert (blended[labels == meta["ignore_index"]] == 0).all()
+
+
+def test_colorize_and_overlay_write_into_given_buffers() -> None:
+    """The node's path: the LUT colours equal numpy's fancy index, and both calls fill the caller's buffer."""
+    rng = np.random.default_rng(2)
+    lut = make_palette(rng.integers(0, 256, (40, 3)).tolist())
+    labels = rng.integers(0, 256, (37, 53), dtype=np.uint8)  # unnamed ids too: they get void
+    out = np.zeros((37, 53, 3), np.uint8)
+    assert colorize(labels, lut, out=out) is out
+    assert np.array_equal(out, lut[labels])
+    assert np.array_equal(colorize(labels[::2, 1:], lut), lut[labels[::2, 1:]])  # strided input
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    blended = np.zeros_like(image)
+    assert overlay(image, out, 0.3, out=blended) is blended
+    assert np.array_equal(blended, overlay(image, out, 0.3))
+    with pytest.raises(SlimsegError, match="out buffer"):
+        colorize(labels, lut, out=np.zeros((37, 53), np.uint8))
+    with pytest.raises(SlimsegError, match="out buffer"):
+        overlay(image, out, 0.3, out=np.zeros((5, 5, 3), np.uint8))

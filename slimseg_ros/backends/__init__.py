@@ -85,7 +85,8 @@ def create_backend(name: str, manifest_path: str | Path | Manifest, device: str 
                    **options: Any) -> Backend:
     """A ready backend with every usable width loaded; `auto` falls back down the list if one fails to start.
 
-    `options` go to the backend's constructor (e.g. threads=2 for onnxruntime, fp16/cuda_graphs for torch).
+    `options` go to the backend's constructor (e.g. threads=2 for onnxruntime, fp16/cuda_graphs for torch);
+    with `auto`, only to an onnxruntime candidate (threads, spin).
     """
     manifest = manifest_path if isinstance(manifest_path, Manifest) else Manifest.load(manifest_path)
     if name != "auto":
@@ -93,7 +94,9 @@ def create_backend(name: str, manifest_path: str | Path | Manifest, device: str 
     failures = []
     for candidate in auto_candidates():
         try:
-            backend = _build(candidate, manifest, None, {})
+            # the options callers pass to auto (threads, spin) are onnxruntime's: only its candidates get them
+            ort = candidate.startswith("onnxruntime")
+            backend = _build(candidate, manifest, None, options if ort else {})
         except SlimsegError as exc:
             log.warning("backend %s unavailable: %s", candidate, exc)
             failures.append(f"{candidate}: {exc}")

@@ -9,6 +9,7 @@ A concrete backend only implements `_run(image_at_input_size, width) -> labels_a
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 
@@ -106,6 +107,20 @@ class Backend(ABC):
         labels = self._run(to_input_size(image, self.input_size), key)
         return to_frame_size(labels, image.shape[:2])
 
+    def warm_up(self) -> dict[float, float]:
+        """One inference per usable width on a blank frame; seconds per width.
+
+        A width's first run may pay one-off costs (memory arena growth, kernel and algorithm choice, lazy
+        GPU allocation); the node calls this at configure so no live frame after a switch pays them.
+        """
+        blank = np.zeros((*self.input_size, 3), dtype=np.uint8)
+        times = {}
+        for width in self.widths:
+            start = time.perf_counter()
+            self.infer(blank, width)
+            times[width] = time.perf_counter() - start
+        return times
+
     @abstractmethod
     def _run(self, image: np.ndarray, width: float) -> np.ndarray:
         """Labels (uint8, input_size) for a contiguous uint8 image already at input_size."""
@@ -124,4 +139,6 @@ class Backend(ABC):
         """One line for logs and diagnostics."""
         off = ", ".join(f"{w:g} ({r})" for w, r in sorted(self.disabled.items()))
         usable = ", ".join(f"{w:g}" for w in self.widths)
-        return f"{self.name}: widths [{usable}]" + (f"; disabled: {off}" if off else "")
+        int8 = ", ".join(f"{w:g}" for w in self.widths if self.manifest.precision(w) == "int8")
+        return (f"{self.name}: widths [{usable}]" + (f"; int8 graphs: {int8}" if int8 else "")
+                + (f"; disabled: {off}" if off else ""))

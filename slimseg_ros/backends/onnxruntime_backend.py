@@ -14,6 +14,7 @@ from slimseg_ros.backends.base import Backend
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import Manifest
 
+SPIN_KEY = "session.intra_op.allow_spinning"  # onnxruntime's session config key
 # device -> (backend name, execution providers in priority order)
 DEVICES: dict[str, tuple[str, list[str]]] = {
     "cpu": ("onnxruntime-cpu", ["CPUExecutionProvider"]),
@@ -35,7 +36,13 @@ def available_providers() -> list[str]:
 class OnnxRuntimeBackend(Backend):
     """All widths' sessions live for the backend's lifetime; switching width only picks another session."""
 
-    def __init__(self, manifest: Manifest, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(
+        self, manifest: Manifest, device: str = "cpu", threads: int = 0, spin: bool | None = None
+    ) -> None:
+        """`threads`: intra-op threads (0: onnxruntime's default, one per core). `spin`: whether idle
+        intra-op threads busy-wait for work (None: onnxruntime's default, on). Spinning buys a little
+        latency on an idle machine and costs CPU that other processes sharing the cores need
+        (docs/bench.md)."""
         super().__init__(manifest)
         try:
             import onnxruntime as ort
@@ -56,6 +63,9 @@ class OnnxRuntimeBackend(Backend):
         if threads > 0:
             self._options.intra_op_num_threads = threads
             self._options.inter_op_num_threads = 1
+        if spin is not None:
+            self._options.add_session_config_entry(SPIN_KEY, "1" if spin else "0")
+        self.threads, self.spin = threads, spin
         self._ort = ort
         self._sessions: dict[float, Any] = {}
         self._input_name: dict[float, str] = {}

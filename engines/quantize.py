@@ -1,0 +1,253 @@
+"""INT8 per width where it pays: static QDQ graphs, calibrated on real frames, kept only when measured better.
+
+INT8 is not a free win on a CPU: it cut the wide ResNet widths' latency to about a third, but a narrow
+width, whose time is mostly fixed per-op cost, ran no faster and lost more to thread overheads (issue 15).
+So `slimseg export --int8 auto` decides per width, from two measurements on this machine:
+- speed: the fp32 and INT8 sessions timed interleaved in one run (engines/bench.measure_grid) at the thread
+  setting the node will use (`threads`, default 1), and also at every other setting, for the record;
+- accuracy: label agreement with fp32 on the development split (CamVid train frames of sequence 0001TP,
+  never used for calibration) must stay >= 99 %; the mIoU of both against the ground truth is reported.
+The manifest's entry of each width then names its file, `precision` (fp32 | int8) and `precision_reason`.
+
+What is quantised: the encoder after its stem, i.e. its convs with their ReLU6 (Clip) and residual Adds,
+so each conv's output range is the activation's, not the raw conv output's. Measured on the Lite0 model
+(docs/bench.md): quantising only the convs left the ReLU6 ranges to the raw outputs and agreement fell to
+41-78 %; the stem (the normalised image) and the head (context, decoder, classifier: its logits decide the
+argmax) cost another 0.5-1 point, so they stay fp32. Weights are per output channel, min/max calibration
+on frames of another sequence (val, 0016E5), resized to the export size as the node resizes them.
+
+Two schemes (`SCHEMES`), because the two runtimes want different INT8:
+- `tensorrt` (default): signed INT8 activations and weights, symmetric (zero point 0): the QDQ form
+  TensorRT's explicit quantisation accepts, so one file serves onnxruntime and a TensorRT build.
+- `onnxruntime-cpu`: unsigned activations (asymmetric), signed weights: the U8S8 form onnxruntime's x86
+  kernels are fast at. Measured here, the symmetric S8S8 graph ran no faster than fp32 on onnxruntime's
+  CPU provider while U8S8 ran at about 0.6x at full width. TensorRT cannot build this one.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimseg_ros.errors import SlimsegError
+from slimseg_ros.manifest import Manifest, sha256_file
+
+DEV_SPLIT = "train:0001TP"  # sequence-held-out development split (docs/results.md)
+CALIBRATION_SPLIT = "val"  # sequence 0016E5: calibration never sees the frames it is judged on
+MIN_AGREEMENT = 0.99  # INT8 labels must equal fp32's on at least this share of dev pixels
+QUANTIZED_OPS = ["Conv", "Clip", "Relu", "Add", "Concat", "AveragePool", "Resize"]  # within ENCODER only
+ENCODER = "/encoder/"  # node-name prefix of the encoder in the exported graph (torch module path)
+SCHEMES = ("tensorrt", "onnxruntime-cpu")
+
+
+def split_frames(data: str | Path, split: str, size: tuple[int, int], count: int | None = None
+                 ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """RGB frames at (height, width) and their label maps (nearest) from `split` or `split:PREFIX`.
+
+    `count` picks that many frames evenly spread over the split (all when None).
+    """
+    import cv2
+
+    name, _, prefix = split.partition(":")
+    folder = Path(data) / name
+    files = sorted(p for p in folder.glob(f"{prefix}*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise SlimsegError(f"no frames for split {split!r} in {folder}",
+                           "pass the CamVid folder with --data (e.g. ../shared/data/camvid)")
+    if count is not None and count < len(files):
+        files = [files[round(i * (len(files) - 1) / max(count - 1, 1))] for i in range(count)]
+    h, w = size
+    images, targets = [], []
+    for path in files:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SlimsegError(f"unreadable frame {path}", "remove it or pass another dataset")
+        rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (w, h), interpolation=cv2.INTER_LINEAR)
+        images.append(np.ascontiguousarray(rgb))
+        label = cv2.imread(str(Path(data) / f"{name}annot" / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
+        targets.append(None if label is None else cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST))
+    return images, targets
+
+
+class _Frames:
+    """onnxruntime's CalibrationDataReader protocol over uint8 frames (the graph's own input)."""
+
+    def __init__(self, input_name: str, frames: list[np.ndarray]) -> None:
+        self._items: Iterator[dict[str, np.ndarray]] = iter([{input_name: f[None]} for f in frames])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._items, None)
+
+
+def quantize_graph(fp32: Path, int8: Path, frames: list[np.ndarray], scheme: str = SCHEMES[0]) -> Path:
+    """Write the static QDQ INT8 version of one width's graph, calibrated (min/max) on `frames`."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if scheme not in SCHEMES:
+        raise SlimsegError(f"unknown INT8 scheme {scheme!r}", f"use one of {', '.join(SCHEMES)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared))  # shape inference + folding, as the quantiser expects
+        nodes = onnx.load(str(prepared)).graph.node
+        convs = [n.name for n in nodes if n.op_type == "Conv"]
+        keep_fp32 = [n.name for n in nodes if not n.name.startswith(ENCODER)] + convs[:1]  # head, stem
+        if not any(n.name.startswith(ENCODER) for n in nodes):
+            raise SlimsegError(f"{fp32}: no node named {ENCODER}*", "export the graph with `slimseg export`")
+        session = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        symmetric = scheme == "tensorrt"
+        quantize_static(
+            str(prepared), str(int8), _Frames(input_name, frames), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=keep_fp32, per_channel=True,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        )
+    return int8
+
+
+def int8_name(fp32_file: str) -> str:
+    """slimseg_w0.25.onnx -> slimseg_w0.25_int8.onnx"""
+    stem, dot, ext = fp32_file.rpartition(".")
+    return f"{stem}_int8{dot}{ext}"
+
+
+def _confusion(pred: np.ndarray, target: np.ndarray, n: int, ignore: int) -> np.ndarray:
+    keep = (target != ignore) & (target < n)
+    return np.bincount(target[keep].astype(np.int64) * n + pred[keep], minlength=n * n).reshape(n, n)
+
+
+def miou(conf: np.ndarray) -> float:
+    """Mean IoU over the classes present in prediction or ground truth."""
+    inter = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - np.diag(conf)
+    present = union > 0
+    return float((inter[present] / union[present]).mean()) if present.any() else math.nan
+
+
+def accuracy(fp32: Any, int8: Any, widths: list[float], images: list[np.ndarray],
+             targets: list[np.ndarray | None], num_classes: int, ignore: int
+             ) -> dict[float, dict[str, float]]:
+    """Per width: share of pixels where INT8 equals fp32, and both mIoUs against the ground truth."""
+    out = {}
+    for w in widths:
+        same = total = 0
+        conf = {p: np.zeros((num_classes, num_classes), np.int64) for p in ("fp32", "int8")}
+        for image, target in zip(images, targets, strict=True):
+            a, b = fp32.infer(image, w), int8.infer(image, w)
+            same += int((a == b).sum())
+            total += a.size
+            if target is not None:
+                conf["fp32"] += _confusion(a, target, num_classes, ignore)
+                conf["int8"] += _confusion(b, target, num_classes, ignore)
+        m32, m8 = miou(conf["fp32"]), miou(conf["int8"])
+        out[w] = {"agreement": same / total, "miou_fp32": m32, "miou_int8": m8, "miou_delta": m8 - m32}
+    return out
+
+
+def decide(acc: dict[str, float], speed: dict[str, dict[str, float]], threads: int) -> tuple[str, str]:
+    """(precision, reason) for one width from its agreement and its fp32/INT8 p50 at the node's threads."""
+    ratio = speed["int8"]["p50_ms"] / speed["fp32"]["p50_ms"]
+    timing = (f"int8 p50 {speed['int8']['p50_ms']:.1f} ms vs fp32 {speed['fp32']['p50_ms']:.1f} ms "
+              f"({ratio:.2f}x) at {threads} thread{'s' if threads != 1 else ''}")
+    quality = (f"label agreement {100 * acc['agreement']:.2f} % on {DEV_SPLIT}, "
+               f"mIoU {100 * acc['miou_delta']:+.2f} points")
+    if ratio >= 1.0:
+        return "fp32", f"int8 not faster: {timing}; {quality}"
+    if acc["agreement"] < MIN_AGREEMENT:
+        return "fp32", f"int8 agreement below {100 * MIN_AGREEMENT:.0f} %: {quality}; {timing}"
+    return "int8", f"{timing}; {quality}"
+
+
+def int8_auto(manifest_path: Path, data: str | Path, threads: int = 1, frames: int = 30, warmup: int = 3,
+              calibration_frames: int = 32, scheme: str = SCHEMES[0], log: Any = print) -> dict[str, Any]:
+    """Quantise every width, measure, keep INT8 where it pays; rewrite the manifest. Returns the figures."""
+    from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from slimseg_ros.engines.bench import grid_rows, measure_grid, setting_label, thread_settings
+
+    manifest = Manifest.load(manifest_path)
+    size = manifest.input_size
+    calib, _ = split_frames(data, CALIBRATION_SPLIT, size, calibration_frames)
+    dev_images, dev_targets = split_frames(data, DEV_SPLIT, size)
+    quantized = manifest.copy()
+    for w in manifest.widths:
+        fp32_file = manifest.entry(w)["onnx"]["file"]
+        path = quantize_graph(manifest.verify(w), manifest.resolve(int8_name(fp32_file)), calib, scheme)
+        quantized.entry(w)["onnx"] = {"file": path.name, "sha256": sha256_file(path)}
+        log(f"width {w:g}: quantised ({scheme}) to {path.name} on {len(calib)} {CALIBRATION_SPLIT} frames")
+    settings = thread_settings(len(_cores()))
+    if (threads, False) not in settings:
+        settings.insert(0, (threads, False))
+    backends = {(p, st): OnnxRuntimeBackend(m, threads=st[0], spin=st[1])
+                for p, m in (("fp32", manifest), ("int8", quantized)) for st in settings}
+    try:
+        acc = accuracy(backends[("fp32", settings[0])], backends[("int8", settings[0])], manifest.widths,
+                       dev_images, dev_targets, manifest.num_classes, manifest.ignore_index)
+        runners = {(w, p, *st): (lambda f, b=b, w=w: b.infer(f, w))
+                   for (p, st), b in backends.items() for w in manifest.widths}
+        rows = grid_rows(measure_grid(runners, dev_images, frames, warmup))
+    finally:
+        for backend in backends.values():
+            backend.close()
+    report: dict[str, Any] = {"scheme": scheme, "dev_split": DEV_SPLIT, "dev_frames": len(dev_images),
+                              "calibration": f"{CALIBRATION_SPLIT}, {len(calib)} frames", "threads": threads,
+                              "load_average": _load(), "widths": {}}
+    for w in manifest.widths:
+        speed = {p: rows[(w, p, threads, False)] for p in ("fp32", "int8")}
+        precision, reason = decide(acc[w], speed, threads)
+        entry = manifest.entry(w)
+        if precision == "int8":
+            entry["onnx"] = quantized.entry(w)["onnx"]
+        else:
+            manifest.resolve(int8_name(entry["onnx"]["file"])).unlink(missing_ok=True)
+        entry["precision"], entry["precision_reason"] = precision, reason
+        report["widths"][f"{w:g}"] = {
+            "precision": precision, "reason": reason, **acc[w],
+            "latency": {f"{p} {setting_label(*st)}": rows[(w, p, *st)] for p in ("fp32", "int8")
+                        for st in settings}}
+        log(f"width {w:g}: {precision} ({reason})")
+    manifest.data.setdefault("export", {})["int8"] = {
+        "mode": "auto", "scheme": scheme, "calibration": report["calibration"], "dev_split": DEV_SPLIT,
+        "min_agreement": MIN_AGREEMENT, "threads": threads}
+    manifest.save()
+    return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The figures of one `int8_auto` run as markdown: accuracy and decision, then latency per setting."""
+    widths = report["widths"]
+    lines = [f"Scheme `{report['scheme']}`; calibration {report['calibration']}; agreement and mIoU on "
+             f"{report['dev_split']} ({report['dev_frames']} frames); decision at {report['threads']} "
+             f"thread(s); load average {report['load_average']} at the end.", "",
+             "| width | agreement with fp32 | mIoU fp32 | mIoU int8 | delta (points) | precision kept |",
+             "|---|---|---|---|---|---|"]
+    for w, r in widths.items():
+        lines.append(f"| {w} | {100 * r['agreement']:.2f} % | {100 * r['miou_fp32']:.2f} | "
+                     f"{100 * r['miou_int8']:.2f} | {100 * r['miou_delta']:+.2f} | {r['precision']} |")
+    settings = list(next(iter(widths.values()))["latency"])
+    lines += ["", "| width | " + " | ".join(f"{s}: p50 / p95 ms, CPU ms" for s in settings) + " |",
+              "|---|" + "---|" * len(settings)]
+    for w, r in widths.items():
+        cells = [f"{v['p50_ms']:.1f} / {v['p95_ms']:.1f}, {v['cpu_ms']:.1f}" for v in r["latency"].values()]
+        lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cores() -> set[int]:
+    import os
+
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
+def _load() -> float | None:
+    import os
+
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None

@@ -1,0 +1,142 @@
+"""INT8 per width (engines/quantize.py): the QDQ graphs each scheme writes, the decision rule, the manifest.
+
+The speed and accuracy figures themselves are measured by `slimseg export --int8 auto` on the shipped model
+and recorded in docs/bench.md; here a small export checks what gets written and why.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from exported import DATA, export_test_manifest
+
+onnx = pytest.importorskip("onnx", reason="needs onnx, not in the runtime install (pip install .[export])")
+pytest.importorskip("torch", reason="the test export needs PyTorch (pip install .[train])")
+
+from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from slimseg_ros.engines import quantize as Q  # noqa: E402
+from slimseg_ros.errors import SlimsegError  # noqa: E402
+from slimseg_ros.manifest import Manifest  # noqa: E402
+
+H, W = 96, 128
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    if not (DATA / "train").is_dir():
+        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+    return export_test_manifest(tmp_path_factory.mktemp("quantize") / "export", height=H, width=W)
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    images, _ = Q.split_frames(DATA, Q.CALIBRATION_SPLIT, (H, W), 4)
+    return images
+
+
+def _initializer(model, name):
+    return next(onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == name)
+
+
+@pytest.mark.parametrize("scheme", Q.SCHEMES)
+def test_qdq_graph_quantises_the_encoder_only_in_the_scheme_s_form(export, calibration, tmp_path, scheme):
+    """tensorrt: signed activations and weights, every zero point 0 (TensorRT's explicit quantisation);
+    onnxruntime-cpu: unsigned activations. Stem and head convs take no quantised input, the labels still
+    come out as uint8 of the input size."""
+    manifest = Manifest.load(export)
+    out = Q.quantize_graph(manifest.verify(1.0), tmp_path / "w1_int8.onnx", calibration, scheme)
+    model = onnx.load(str(out))
+    nodes = model.graph.node
+    quant = [n for n in nodes if n.op_type == "QuantizeLinear"]
+    assert quant and any(n.op_type == "DequantizeLinear" for n in nodes)
+    zero_points = [_initializer(model, n.input[2]) for n in nodes
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    activations = {_initializer(model, n.input[2]).dtype for n in quant}
+    assert activations == ({np.dtype(np.int8)} if scheme == "tensorrt" else {np.dtype(np.uint8)})
+    if scheme == "tensorrt":
+        assert all(not zp.any() for zp in zero_points)
+    produced = {o: n for n in nodes for o in n.output}
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    for conv in (convs[0], convs[-1]):  # the stem sees the image, the classifier makes the logits: fp32
+        assert produced.get(conv.input[0]) is None or produced[conv.input[0]].op_type != "DequantizeLinear"
+    assert any(produced.get(c.input[0]) is not None and produced[c.input[0]].op_type == "DequantizeLinear"
+               for c in convs if c.name.startswith(Q.ENCODER))
+    staged = manifest.copy()
+    staged.entry(1.0)["onnx"] = {"file": str(out)}
+    backend = OnnxRuntimeBackend(staged, threads=1)
+    labels = backend.infer(calibration[0], 1.0)
+    backend.close()
+    assert labels.shape == (H, W) and labels.dtype == np.uint8
+    with pytest.raises(SlimsegError, match="unknown INT8 scheme"):
+        Q.quantize_graph(manifest.verify(1.0), tmp_path / "x.onnx", calibration, "fp4")
+
+
+def test_decision_needs_both_speed_and_agreement() -> None:
+    fast = {"fp32": {"p50_ms": 10.0}, "int8": {"p50_ms": 6.0}}
+    slow = {"fp32": {"p50_ms": 10.0}, "int8": {"p50_ms": 11.0}}
+    good = {"agreement": 0.995, "miou_delta": -0.001}
+    poor = {"agreement": 0.97, "miou_delta": -0.02}
+    assert Q.decide(good, fast, 1)[0] == "int8" and "0.60x" in Q.decide(good, fast, 1)[1]
+    assert Q.decide(good, slow, 1) == ("fp32", Q.decide(good, slow, 1)[1])
+    assert Q.decide(good, slow, 1)[1].startswith("int8 not faster")
+    assert Q.decide(poor, fast, 2)[0] == "fp32" and "below 99 %" in Q.decide(poor, fast, 2)[1]
+
+
+def test_miou_and_split_frames_of_the_dev_sequence() -> None:
+    if not (DATA / "train").is_dir():
+        pytest.skip(f"CamVid not found at {DATA}")
+    images, targets = Q.split_frames(DATA, Q.DEV_SPLIT, (H, W), 3)
+    assert len(images) == 3 and all(t is not None and t.shape == (H, W) for t in targets)
+    assert Q.miou(Q._confusion(targets[0], targets[0], 11, 11)) == 1.0
+    with pytest.raises(SlimsegError, match="no frames"):
+        Q.split_frames(DATA, "train:9999XX", (H, W))
+
+
+def test_int8_auto_records_precision_and_reason_per_width(export, tmp_path) -> None:
+    folder = tmp_path / "auto"
+    shutil.copytree(export.parent, folder)
+    report = Q.int8_auto(folder / "manifest.yaml", DATA, threads=1, frames=2, warmup=1, calibration_frames=4,
+                         log=lambda _m: None)
+    manifest = Manifest.load(folder)
+    assert manifest.data["export"]["int8"]["scheme"] == "tensorrt"
+    for w in manifest.widths:
+        entry, row = manifest.entry(w), report["widths"][f"{w:g}"]
+        assert manifest.precision(w) == entry["precision"] == row["precision"]
+        assert entry["precision_reason"] == row["reason"] and "agreement" in row["reason"]
+        assert 0.0 <= row["agreement"] <= 1.0 and len(row["latency"]) == 2 * len(_settings())
+        int8_file = folder / Q.int8_name(f"slimseg_w{w:.2f}.onnx")
+        assert int8_file.is_file() == (entry["precision"] == "int8")
+        chosen = int8_file.name if entry["precision"] == "int8" else f"slimseg_w{w:.2f}.onnx"
+        assert entry["onnx"]["file"] == chosen
+    backend = OnnxRuntimeBackend(manifest, threads=1)  # every chosen file loads and verifies
+    assert backend.widths == manifest.widths
+    backend.close()
+
+
+def _settings() -> list:
+    from slimseg_ros.engines.bench import thread_settings
+
+    return thread_settings(len(Q._cores()))
+
+
+def test_manifest_refuses_an_unknown_precision(export, tmp_path) -> None:
+    manifest = Manifest.load(export).copy()
+    manifest.entry(0.25)["precision"] = "fp8"
+    with pytest.raises(SlimsegError, match="precision"):
+        manifest.save(tmp_path / "manifest.yaml")
+
+
+def test_export_int8_auto_needs_data_and_a_plain_export_is_fp32(export) -> None:
+    import argparse
+
+    from slimseg_ros.engines import export as E
+
+    parser = argparse.ArgumentParser()
+    E.add_arguments(parser)
+    args = parser.parse_args(["--ckpt", "x", "--out", "y", "--int8", "auto"])
+    with pytest.raises(SlimsegError, match="need --data"):
+        E.run(args)
+    manifest = Manifest.load(export)
+    assert [manifest.precision(w) for w in manifest.widths] == ["fp32"] * len(manifest.widths)
