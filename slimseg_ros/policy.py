@@ -9,13 +9,14 @@ returns as the reason for rejecting a parameter change.
 from __future__ import annotations
 
 import math
-import operator
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from statistics import median
 from typing import Any
+
+from slimseg_ros.policy_params import BatteryParams, FpsParams, arguments
 
 # Tolerance for battery readings a hair outside [0, 1] from float rounding in drivers.
 _BATTERY_EPS = 1e-6
@@ -74,36 +75,6 @@ def _check_member(name: str, value: Any, widths: Sequence[float]) -> float:
         if abs(w - v) < 1e-9:
             return w
     raise ValueError(f"{name} {v:g} is not one of the available widths {_fmt_widths(widths)}")
-
-
-def _check_number(
-    name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False
-) -> float:
-    """Validate a scalar parameter against a range and say the range in the error."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number, got {value!r}") from exc
-    too_low = v <= low if low_open else v < low
-    too_high = v >= high if high_open else v > high
-    if not math.isfinite(v) or too_low or too_high:
-        lb = "(" if low_open else "["
-        hb = ")" if high_open else "]"
-        raise ValueError(f"{name} = {v:g} is out of range {lb}{low:g}, {high:g}{hb}")
-    return v
-
-
-def _check_frames(value: Any) -> int:
-    """A frame count from YAML/ROS may arrive as 5, 5.0 or a numpy integer; anything else is an error."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    try:
-        frames = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        frames = None
-    if frames is None or not 1 <= frames <= 100:
-        raise ValueError(f"window must be an integer number of frames in [1, 100], got {value!r}")
-    return frames
 
 
 def _is_unknown(value: float | None) -> bool:
@@ -199,37 +170,30 @@ class BatteryPolicy(WidthPolicy):
         self,
         widths: Iterable[float],
         thresholds: Sequence[float] | None = None,
-        hysteresis: float = 0.05,
-        charging_full: bool = True,
+        hysteresis: float | None = None,
+        charging_full: bool | None = None,
+        charging_stable_s: float | None = None,
         initial_width: float | None = None,
     ) -> None:
         super().__init__(widths)
         n = len(self.widths)
-        if thresholds is None:
-            self.thresholds = default_thresholds(n)
-        else:
-            try:
-                self.thresholds = [float(t) for t in thresholds]
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"thresholds must be a list of numbers, got {thresholds!r}") from exc
+        given = {
+            "hysteresis": hysteresis, "charging_full": charging_full, "charging_stable_s": charging_stable_s
+        }
+        params = BatteryParams(
+            thresholds=default_thresholds(n) if thresholds is None else thresholds,
+            **{k: v for k, v in given.items() if v is not None},
+        )
+        self.thresholds = list(params.thresholds)
         if len(self.thresholds) != n - 1:
             raise ValueError(
                 f"thresholds needs {n - 1} values (one per width above the narrowest, widths "
                 f"{_fmt_widths(self.widths)}), got {len(self.thresholds)}: {self.thresholds}"
             )
-        for t in self.thresholds:
-            _check_number("battery threshold", t, 0.0, 1.0, low_open=True, high_open=True)
-        if any(b <= a for a, b in zip(self.thresholds, self.thresholds[1:], strict=False)):
-            raise ValueError(f"thresholds must be strictly ascending, got {self.thresholds}")
-        self.hysteresis = _check_number("hysteresis", hysteresis, 0.0, 0.5, high_open=True)
-        if self.thresholds and self.thresholds[-1] + self.hysteresis > 1.0:
-            raise ValueError(
-                f"hysteresis {self.hysteresis:g} with top threshold {self.thresholds[-1]:g} exceeds a full "
-                f"battery: width {self.widths[-1]:g} could never be regained; lower one of them"
-            )
-        if not isinstance(charging_full, bool):
-            raise ValueError(f"charging_full must be true or false, got {charging_full!r}")
-        self.charging_full = charging_full
+        self.hysteresis = params.hysteresis
+        self.charging_full = params.charging_full
+        self.charging_stable_s = params.charging_stable_s
+        self._charging_since: float | None = None
         self.initial_width = (
             self.widths[-1]
             if initial_width is None
@@ -240,6 +204,7 @@ class BatteryPolicy(WidthPolicy):
     def reset(self) -> None:
         """Back to the initial width; the next known reading moves it down at once if needed."""
         self._width = self.initial_width
+        self._charging_since = None
 
     def describe(self) -> dict[str, Any]:
         """Parameters in effect, for diagnostics and logs."""
@@ -248,17 +213,34 @@ class BatteryPolicy(WidthPolicy):
             "thresholds": list(self.thresholds),
             "hysteresis": self.hysteresis,
             "charging_full": self.charging_full,
+            "charging_stable_s": self.charging_stable_s,
         }
 
     def allowed_index(self, battery: float, margin: float = 0.0) -> int:
         """Index of the widest width whose threshold (plus `margin`) the battery level reaches."""
         return sum(1 for t in self.thresholds if battery >= t + margin - 1e-12)
 
+    def _charging_held(self, obs: Observation) -> float | None:
+        """Seconds charging has been reported without a break (None: not charging, or not allowed to widen).
+
+        Charging widens only after `charging_stable_s`, like every other step up, so a flapping charger
+        status cannot make the width oscillate; when charging stops, the level rule steps down at once.
+        """
+        if not (obs.charging and self.charging_full):
+            self._charging_since = None
+            return None
+        if self._charging_since is None:
+            self._charging_since = obs.now
+        return obs.now - self._charging_since
+
     def update(self, obs: Observation) -> Decision:
         """Move down at once when the level falls below the current width's threshold, up with hysteresis."""
         cur = self.widths.index(self._width)
-        if obs.charging and self.charging_full:
-            return self._decide(self.widths[-1], f"charging: widest width {self.widths[-1]:g} allowed")
+        charging = self._charging_held(obs)
+        if charging is not None and charging >= self.charging_stable_s:
+            return self._decide(
+                self.widths[-1], f"charging for {charging:.1f} s: widest width {self.widths[-1]:g} allowed"
+            )
         b = obs.battery
         if _is_unknown(b):
             return self._decide(self._width, f"battery unknown: keeping width {self._width:g}")
@@ -313,18 +295,18 @@ class FpsPolicy(WidthPolicy):
     def __init__(
         self,
         widths: Iterable[float],
-        target_fps: float = 15.0,
-        window: int = 5,
-        margin: float = 0.15,
-        stable_s: float = 5.0,
+        target_fps: float | None = None,
+        window: int | None = None,
+        margin: float | None = None,
+        stable_s: float | None = None,
         costs: Sequence[float] | None = None,
         initial_width: float | None = None,
     ) -> None:
         super().__init__(widths)
-        self.target_fps = _check_number("target_fps", target_fps, 0.0, 1000.0, low_open=True)
-        self.window = _check_frames(window)
-        self.margin = _check_number("margin", margin, 0.0, 0.9)
-        self.stable_s = _check_number("stable_s", stable_s, 0.0, 3600.0)
+        given = {"target_fps": target_fps, "window": window, "margin": margin, "stable_s": stable_s}
+        params = FpsParams(**{k: v for k, v in given.items() if v is not None})
+        self.target_fps, self.window = params.target_fps, params.window
+        self.margin, self.stable_s = params.margin, params.stable_s
         if costs is None:
             self.costs = list(self.widths)
         else:
@@ -514,8 +496,8 @@ class BudgetPolicy(WidthPolicy):
 
     def __init__(self, widths: Iterable[float], initial_width: float | None = None, **params: Any) -> None:
         super().__init__(widths)
-        battery_keys = {"thresholds", "hysteresis", "charging_full"}
-        fps_keys = {"target_fps", "window", "margin", "stable_s", "costs"}
+        battery_keys = set(arguments("battery"))
+        fps_keys = {*arguments("fps"), "costs"}
         unknown = set(params) - battery_keys - fps_keys
         if unknown:
             raise ValueError(
@@ -556,21 +538,12 @@ POLICIES: dict[str, type[WidthPolicy]] = {
     "budget": BudgetPolicy,
 }
 
+# policy -> the keyword arguments it accepts: its parameter table (policy_params) plus what the node supplies
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "fixed": ("width",),
-    "battery": ("thresholds", "hysteresis", "charging_full", "initial_width"),
-    "fps": ("target_fps", "window", "margin", "stable_s", "costs", "initial_width"),
-    "budget": (
-        "thresholds",
-        "hysteresis",
-        "charging_full",
-        "target_fps",
-        "window",
-        "margin",
-        "stable_s",
-        "costs",
-        "initial_width",
-    ),
+    "battery": (*arguments("battery"), "initial_width"),
+    "fps": (*arguments("fps"), "costs", "initial_width"),
+    "budget": (*arguments("budget"), "costs", "initial_width"),
 }
 
 
