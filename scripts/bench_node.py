@@ -23,8 +23,6 @@ import argparse
 import json
 import os
 import platform
-import random
-import subprocess
 import sys
 import threading
 import time
@@ -35,18 +33,16 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from slimseg_ros.image_codec import fill_image
-from slimseg_ros.node import OUTPUT_QOS
+from slimseg_ros.node_process import NodeClient, NodeProcess
+from slimseg_ros.qos import OUTPUT_QOS
 from slimseg_ros.worker import NewestFrameWorker
 
 REPO = Path(__file__).resolve().parents[1]
-NODE_EXE = Path(sys.executable).parent / "slimseg_node"
 TRANSPORTS = {"default": None, "LARGE_DATA": "LARGE_DATA"}
 
 
@@ -73,42 +69,21 @@ def test_frame(data: Path | None, width: int, height: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def transport_env(transport: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    if transport:
-        env["FASTDDS_BUILTIN_TRANSPORTS"] = transport
-    return env
-
-
 class Client:
     """The measuring side: publishes frames, times the labels, reads the node's diagnostics."""
 
-    def __init__(
-        self, domain: int, namespace: str, out_ns: str, reliable: bool, transport: str | None
-    ) -> None:
-        # Fast DDS reads the variable when the participant is created: set it for this context only.
-        saved = os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-        if transport:
-            os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = transport
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node(f"bench_{uuid.uuid4().hex[:6]}", context=self.context)
-        if saved is None:  # the participant exists now (created with the node): restore the environment
-            os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-        else:
-            os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = saved
+    def __init__(self, process: NodeProcess, reliable: bool) -> None:
+        # the harness's client: same domain, and the process's transport for this participant only
+        self.ros = NodeClient(process, name="bench")
+        self.node = self.ros.node
+        namespace, out_ns = process.namespace, process.full_name
         self.pub = self.node.create_publisher(Image, f"{namespace}/image", qos(reliable))
         self.received: dict[int, float] = {}
         self.event = threading.Event()
         self.node.create_subscription(Image, f"{out_ns}/labels", self._on_labels, qos(True))
         self.diag: dict[str, str] = {}
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.params = self.node.create_client(SetParameters, f"{out_ns}/set_parameters")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.params = self.ros.service(SetParameters, "set_parameters")
         self.out_ns = out_ns
 
     def _on_labels(self, msg: Image) -> None:
@@ -153,74 +128,37 @@ class Client:
         return self.received[key] - sent
 
     def set_width(self, width: float, timeout: float = 5.0) -> bool:
-        value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(width))
-        future = self.params.call_async(
-            SetParameters.Request(parameters=[Parameter(name="width", value=value)])
-        )
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.001)
-        if not future.done():
-            self.params.remove_pending_request(future)
-        return bool(future.done() and future.result().results[0].successful)
+        try:
+            return not self.ros.set_parameters({"width": float(width)}, timeout)
+        except TimeoutError:
+            return False
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self.ros.close()
 
 
-def start_process(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "w") as handle:
-        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def bench_session(transport: str) -> tuple[int, str, dict]:
-    """A fresh ROS domain and namespace per measured process, so runs never hear each other."""
-    domain = random.randint(1, 200)
-    env = transport_env(TRANSPORTS[transport])
-    env["ROS_DOMAIN_ID"] = str(domain)
-    return domain, f"/bench_{uuid.uuid4().hex[:8]}", env
-
-
-def node_command(args: argparse.Namespace, namespace: str, **params: str) -> list[str]:
-    """slimseg_node started as launch would, with the bench's common parameters plus `params`."""
+def bench_process(args: argparse.Namespace, transport: str, log: Path, echo: bool = False,
+                  **params: object) -> NodeProcess:
+    """slimseg_node (or the echo floor) as launch would start it, in a fresh ROS domain and namespace per
+    measured process, so runs never hear each other; the bench's common parameters plus `params`."""
+    env = {"FASTDDS_BUILTIN_TRANSPORTS": TRANSPORTS[transport]}  # None: Fast DDS's default transports
+    namespace = f"/bench_{uuid.uuid4().hex[:8]}"
+    if echo:
+        mode = "--reliable" if args.reliable else "--best-effort"
+        return NodeProcess(None, log.parent, namespace=namespace, env=env, log=log, name="echo",
+                           command=[sys.executable, __file__, "--echo", namespace, mode])
     values = {"manifest": args.manifest, "backend": args.backend, **params, "threads": args.threads,
-              "reliable_qos": str(args.reliable).lower()}
-    cmd = [str(NODE_EXE), "--ros-args"]
-    for name, value in values.items():
-        cmd += ["-p", f"{name}:={value}"]
-    return cmd + ["-r", f"__ns:={namespace}"]
+              "reliable_qos": bool(args.reliable)}
+    return NodeProcess(values, log.parent, namespace=namespace, env=env, log=log)
 
 
 def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], echo: bool) -> dict:
     """One process pair: frames at one size over one transport; returns the figures."""
     width, height = size
-    domain, namespace, env = bench_session(transport)
-    if echo:
-        out_ns = f"{namespace}/echo"
-        cmd = [
-            sys.executable,
-            __file__,
-            "--echo",
-            namespace,
-            "--reliable" if args.reliable else "--best-effort",
-        ]
-    else:
-        out_ns = f"{namespace}/slimseg_node"
-        cmd = node_command(args, namespace, width=args.width, diagnostics_period_s="0.25")
     log = Path(args.log_dir) / f"{'echo' if echo else 'node'}_{transport}_{width}x{height}.log"
-    proc = start_process(cmd, env, log)
-    client = Client(domain, namespace, out_ns, args.reliable, TRANSPORTS[transport])
+    params = {} if echo else {"width": float(args.width), "diagnostics_period_s": 0.25}
+    proc = bench_process(args, transport, log, echo=echo, **params).start()
+    client = Client(proc, args.reliable)
     try:
         client.wait_ready()
         rgb = test_frame(args.data, width, height)
@@ -250,15 +188,13 @@ def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], ech
         return result
     finally:
         client.close()
-        stop_process(proc)
+        proc.stop()
 
 
 def run_switches(args: argparse.Namespace, transport: str) -> dict:
     """Frames across width switches at 480x360: each switch, then a frame; a frame without labels is lost."""
-    domain, namespace, env = bench_session(transport)
-    cmd = node_command(args, namespace)
-    proc = start_process(cmd, env, Path(args.log_dir) / f"node_switches_{transport}.log")
-    client = Client(domain, namespace, f"{namespace}/slimseg_node", args.reliable, TRANSPORTS[transport])
+    proc = bench_process(args, transport, Path(args.log_dir) / f"node_switches_{transport}.log").start()
+    client = Client(proc, args.reliable)
     widths = [0.25, 0.5, 0.75, 1.0]
     try:
         client.wait_ready()
@@ -284,7 +220,7 @@ def run_switches(args: argparse.Namespace, transport: str) -> dict:
         }
     finally:
         client.close()
-        stop_process(proc)
+        proc.stop()
 
 
 def _float(text: str | None) -> float | None:

@@ -20,17 +20,14 @@ import argparse
 import json
 import math
 import os
-import random
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.frames import Frame, open_frames
@@ -215,23 +212,35 @@ def _policy_params(n_widths: int) -> dict:
             **{k: defaults[k] for k in ("battery_hysteresis", "fps_window", "fps_margin", "fps_stable_s")}}
 
 
-def _node_command() -> list[str]:
-    """The installed console entry (as launch runs it), or the module when running from a bare checkout."""
-    entry = Path(sys.executable).with_name("slimseg_node")
-    return [str(entry)] if entry.is_file() else [sys.executable, "-m", "slimseg_ros.node"]
+def _node_process(manifest: Path, backend: str, threads: int, policy: dict, out: Path):
+    """slimseg_node as launch starts it, in the user's ROS domain if one is set (to watch it in rviz), else a
+    private one; its log (out/node.log) is parsed for the switches afterwards."""
+    from slimseg_ros.node_process import NodeProcess
+
+    params = {"manifest": str(manifest.resolve()), "backend": backend, "policy": "battery", "width": 1.0,
+              "threads": threads, "diagnostics_period_s": 0.25, **policy}
+    domain = os.environ.get("ROS_DOMAIN_ID")
+    env = {"FASTDDS_BUILTIN_TRANSPORTS": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA"),
+           "RCUTILS_CONSOLE_OUTPUT_FORMAT": "[{severity}] [{time}] [{name}]: {message}"}  # parsed afterwards
+    return NodeProcess(params, out, namespace=f"/slimseg_demo_{os.getpid()}",
+                       domain_id=int(domain) if domain else None, env=env, log=out / OUTPUTS["node_log"],
+                       params_file=out / "demo_params.yaml")
 
 
-def _start_node(manifest: Path, backend: str, threads: int, policy: dict, ns: str, out: Path,
-                env: dict) -> subprocess.Popen:
-    params = {"/**/slimseg_node": {"ros__parameters": {  # matches the node in any namespace
-        "manifest": str(manifest.resolve()), "backend": backend, "policy": "battery", "width": 1.0,
-        "threads": threads, "diagnostics_period_s": 0.25, **policy,
-    }}}
-    params_file = out / "demo_params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
-    log = open(out / "node.log", "w")  # noqa: SIM115 - closed with the process in run()
-    cmd = _node_command() + ["--ros-args", "--params-file", str(params_file), "-r", f"__ns:={ns}"]
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+def _set_enabled(client, driver, enabled: bool) -> None:
+    """Pause or resume inference through the node's ~/enable; the driver records the paused span."""
+    from std_srvs.srv import SetBool
+
+    if not enabled:
+        driver.paused(True)
+    try:
+        reply = client.call(SetBool, "enable", SetBool.Request(data=enabled))
+    except TimeoutError as exc:
+        raise SlimsegError(f"slimseg_node's ~/enable service did not answer: {exc}") from exc
+    if enabled:
+        driver.paused(False)
+    if not reply.success:
+        raise SlimsegError(f"slimseg_node refused ~/enable {enabled}: {reply.message}")
 
 
 def status_fields(s: dict, n_widths: int) -> dict[str, str]:
@@ -373,10 +382,8 @@ def _at(rows: list[dict], t: float) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Export, montage, start the node, run the phases, then draw the pictures, account and list them."""
     _check_installed(args)
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     from slimseg_ros.demo_driver import DemoDriver
+    from slimseg_ros.node_process import NodeClient
 
     if args.quick:
         args.battery_s, args.fps_phase_s = min(args.battery_s, 14.0), min(args.fps_phase_s, 14.0)
@@ -396,14 +403,10 @@ def run(args: argparse.Namespace) -> int:
     # feasible at full width when the CPU is free, not under the load spike
     target = args.target_fps or round(min(0.9 * args.camera_fps, 0.6 * 1000.0 / latency[widths[-1]]), 1)
 
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-    env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
-    env["RCUTILS_CONSOLE_OUTPUT_FORMAT"] = "[{severity}] [{time}] [{name}]: {message}"  # parsed afterwards
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "FASTDDS_BUILTIN_TRANSPORTS")})
-    ns = f"/slimseg_demo_{os.getpid()}"
-    rclpy.init()
-    driver = DemoDriver(ns, [f.rgb for f in frames], args.camera_fps, len(widths), hold=hold)
+    proc = _node_process(manifest, args.backend, args.threads, policy, out)
+    client = NodeClient(proc, make_node=lambda context: DemoDriver(
+        proc.namespace, [f.rgb for f in frames], args.camera_fps, len(widths), hold=hold, context=context))
+    driver = client.node
     phases: list[dict] = []
 
     def enter(key: str, name: str, detail: str = "") -> None:
@@ -411,17 +414,15 @@ def run(args: argparse.Namespace) -> int:
         driver.phase = key
 
     enter("starting", "starting")
-    node = _start_node(manifest, args.backend, args.threads, policy, ns, out, env)
-    executor = SingleThreadedExecutor()
-    executor.add_node(driver)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    proc.start()
     view = _LiveView(driver, phases, enabled=not args.no_live)
     load: CpuLoad | None = None
     try:
-        _wait(120.0, view, until=lambda: driver.rec.received > 0 or node.poll() is not None)
-        if node.poll() is not None or driver.rec.received == 0:
-            raise SlimsegError(f"slimseg_node did not produce labels (see {out / 'node.log'})",
+        _wait(120.0, view, until=lambda: driver.rec.received > 0 or proc.poll() is not None)
+        if proc.poll() is None and driver.rec.received == 0:
+            client.wait_up("active", timeout=10.0)  # a failed autostart: its state and the log's reason
+        if proc.poll() is not None or driver.rec.received == 0:
+            raise SlimsegError(f"slimseg_node did not produce labels (see {proc.log_path})",
                                "check the manifest and backend")
         enter("battery", "battery drain")
         start = time.monotonic()
@@ -432,11 +433,10 @@ def run(args: argparse.Namespace) -> int:
         _wait(1.0, view)
         if args.pause_s > 0:
             enter("paused", "paused (~/enable false)")
-            if not driver.set_enabled(False):
-                raise SlimsegError("slimseg_node's ~/enable service did not answer")
+            _set_enabled(client, driver, False)
             _wait(args.pause_s, view)
-            driver.set_enabled(True)
-        rejected = driver.set_node_parameters(policy="fps", target_fps=float(target))
+            _set_enabled(client, driver, True)
+        rejected = client.set_parameters({"policy": "fps", "target_fps": float(target)})
         if rejected:
             raise SlimsegError(f"slimseg_node rejected the fps phase parameters: {rejected}")
         driver.policy, driver.target_fps = "fps", target
@@ -445,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
         _wait(third, view)
         # Enough busy processes that the widest width's unloaded latency, stretched by sharing one core, lands
         # 30 % over the per-frame budget: the load then forces a step down whatever the model's speed.
-        load = CpuLoad(node.pid, busy=math.ceil(1.3 * (1000.0 / target) / latency[widths[-1]]) - 1)
+        load = CpuLoad(proc.pid, busy=math.ceil(1.3 * (1000.0 / target) / latency[widths[-1]]) - 1)
         enter("load", "CPU load", load.start())
         _wait(third, view)
         load.stop()
@@ -458,14 +458,8 @@ def run(args: argparse.Namespace) -> int:
         view.stop()
         if load is not None:
             load.stop()
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        executor.shutdown()
-        driver.destroy_node()
-        rclpy.try_shutdown()
+        proc.stop()
+        client.close()
     summary = report(driver, frames, phases, policy, target, widths, latency, montage_info, manifest, out,
                      args.camera_fps)
     print()

@@ -1,9 +1,10 @@
 """The demo's own ROS 2 node: plays frames as a camera, drains a battery, and records what slimseg_node does.
 
 It talks to the real `slimseg_node` over DDS exactly as a robot would (sensor_msgs/Image in,
-sensor_msgs/BatteryState in, ~/labels, ~/width and /diagnostics out, ~/enable and the parameter services),
-so the demo exercises the product, not a shortcut around it. Every published frame and every label map is
-recorded by its header stamp, so afterwards each frame is accounted for (see demo_summary).
+sensor_msgs/BatteryState in, ~/labels, ~/width and /diagnostics out; ~/enable and the parameter services
+through slimseg_ros.node_process), so the demo exercises the product, not a shortcut around it. Every
+published frame and every label map is recorded by its header stamp, so afterwards each frame is accounted
+for (see demo_summary).
 """
 
 from __future__ import annotations
@@ -19,22 +20,12 @@ import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Image
 from std_msgs.msg import Float32
-from std_srvs.srv import SetBool
 
 from slimseg_ros.image_codec import fill_image, image_samples
+from slimseg_ros.qos import LATCHED_QOS, OUTPUT_QOS, SENSOR_QOS
 
-# Matches the node's defaults: best-effort camera input, reliable outputs, latched width.
-CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
 # /diagnostics keys kept in the record: what the policy acted on and the node's own frame counters.
 DIAG_KEYS = {
     "policy_p50_ms": float, "policy_budget_ms": float, "input_rate_hz": float, "output_rate_hz": float,
@@ -87,12 +78,13 @@ class DemoDriver(Node):
     """Camera + battery simulator and recorder for one slimseg_node in namespace `ns`.
 
     `hold` publishes each clip frame for that many camera periods (a clip sampled sparser than the camera
-    rate then plays at its real speed instead of fast-forward).
+    rate then plays at its real speed instead of fast-forward). `context`: the NodeClient's, on the node's
+    domain. Calls to the node's services go through that client; this node only publishes and records.
     """
 
     def __init__(self, ns: str, frames: Sequence[np.ndarray], camera_fps: float, n_widths: int,
-                 hold: int = 1, node_name: str = "slimseg_node") -> None:
-        super().__init__("slimseg_demo_driver", namespace=ns)
+                 hold: int = 1, node_name: str = "slimseg_node", context=None) -> None:
+        super().__init__("slimseg_demo_driver", namespace=ns, context=context)
         self._lock = threading.Lock()
         self._t0 = time.monotonic()
         self.wall0 = time.time()  # wall clock at t = 0, to place the node's log lines on the same axis
@@ -110,14 +102,12 @@ class DemoDriver(Node):
         self._frames = [self._frame_msg(f) for f in frames]
         self._tick = 0
         self._diag_name = f"{self.get_namespace().rstrip('/')}/{node_name}: "
-        self.pub_image = self.create_publisher(Image, "image", CAMERA_QOS)
+        self.pub_image = self.create_publisher(Image, "image", SENSOR_QOS)
         self.pub_battery = self.create_publisher(BatteryState, "battery_state", 10)
         out = f"{node_name}/"
         self.create_subscription(Image, out + "labels", self._on_labels, OUTPUT_QOS)
         self.create_subscription(Float32, out + "width", self._on_width, LATCHED_QOS)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.params = AsyncParameterClient(self, f"{self.get_namespace().rstrip('/')}/{node_name}")
-        self.enable = self.create_client(SetBool, out + "enable")
         self.create_timer(1.0 / camera_fps, self._publish_frame)
         self.create_timer(0.2, self._publish_battery)
         self.create_timer(0.25, self._sample)
@@ -193,32 +183,14 @@ class DemoDriver(Node):
             with self._lock:
                 self.rec.diagnostics.append(record)
 
-    # -- run-time control ---------------------------------------------------------------------------
-    def set_enabled(self, enabled: bool, timeout_s: float = 10.0) -> bool:
-        """Pause or resume inference through the node's ~/enable service; records the disabled span."""
-        if not self.enable.wait_for_service(timeout_sec=timeout_s):
-            return False
-        if not enabled:
-            self.rec.disabled.append([self.elapsed(), math.inf])
-        future = self.enable.call_async(SetBool.Request(data=enabled))
-        deadline = time.monotonic() + timeout_s
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if enabled and self.rec.disabled and self.rec.disabled[-1][1] == math.inf:
-            self.rec.disabled[-1][1] = self.elapsed()
-        return future.done() and future.result().success
-
-    def set_node_parameters(self, timeout_s: float = 10.0, **values: object) -> list[str]:
-        """Set slimseg_node parameters at run time (as `ros2 param set` would); returns rejection reasons."""
-        if not self.params.wait_for_services(timeout_sec=timeout_s):
-            return ["slimseg_node parameter services did not appear"]
-        future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
-        deadline = time.monotonic() + timeout_s
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not future.done():
-            return ["parameter change timed out"]
-        return [r.reason for r in future.result().results if not r.successful]
+    # -- ~/enable spans ------------------------------------------------------------------------------
+    def paused(self, paused: bool) -> None:
+        """Record a span with ~/enable false: call with True before the pause request, False after resume."""
+        with self._lock:
+            if paused:
+                self.rec.disabled.append([self.elapsed(), math.inf])
+            elif self.rec.disabled and self.rec.disabled[-1][1] == math.inf:
+                self.rec.disabled[-1][1] = self.elapsed()
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def elapsed(self) -> float:

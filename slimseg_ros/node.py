@@ -31,7 +31,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image
@@ -44,6 +44,7 @@ from slimseg_ros.errors import SlimsegError
 from slimseg_ros.image_codec import DECODER, check_pixels, compressed_to_rgb, fill_image, image_to_rgb
 from slimseg_ros.manifest import Manifest
 from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, default_thresholds, make_policy
+from slimseg_ros.qos import LATCHED_QOS, OUTPUT_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
 from slimseg_ros.resize import (
     Fit,
     fit,
@@ -63,23 +64,6 @@ try:  # optional: vision_msgs is not in the ROS 2 wheels set
 except ImportError:  # pragma: no cover - depends on the ROS install
     LabelInfo = VisionClass = None
 
-SENSOR_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-)
-RELIABLE_INPUT_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE
-)
-# Reliable publishers serve both reliable (rviz default) and best-effort subscribers.
-OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
 POLICY_PARAMS = {"policy", "width", *P.POLICY_ARGS}
 INFO_PARAMS = ("info.class_names", "info.class_ids", "info.widths")
 DRAIN_TIMEOUT_S = 10.0  # deactivate waits this long for the frame in progress (and a waiting one)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SLIMSEG_DATA", REPO.parent / "shared" / "data" / "camvid"))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -23,7 +24,24 @@ def _few_threads() -> None:
 @pytest.fixture(scope="session")
 def camvid_root() -> Path:
     """The real CamVid folder (SLIMSEG_DATA or <repo>/../shared/data/camvid); skips when it is absent."""
-    root = Path(os.environ.get("SLIMSEG_DATA", REPO.parent / "shared" / "data" / "camvid"))
-    if not (root / "train").is_dir():
-        pytest.skip(f"CamVid not found at {root} (set SLIMSEG_DATA to its folder)")
-    return root
+    if not (DATA / "train").is_dir():
+        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA to its folder)")
+    return DATA
+
+
+@pytest.fixture(scope="module")
+def frames() -> list:
+    """Three consecutive CamVid val frames, RGB 480x360: what the node-process tests send."""
+    cv2 = pytest.importorskip("cv2")
+    paths = sorted((DATA / "val").glob("*"))[:3]
+    if not paths:
+        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    """A real export of the test model at 96x128; without torch, the one SLIMSEG_TEST_EXPORT names."""
+    from exported import runtime_export
+
+    return runtime_export(tmp_path_factory.mktemp("node_manifest"), height=96, width=128)

@@ -9,16 +9,12 @@ flow, cleanup, configure again, shutdown from active); two more shut down from u
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -30,63 +26,38 @@ pytest.importorskip("rclpy.lifecycle", reason="rclpy without lifecycle support (
 pytest.importorskip("cv2")
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+from slimseg_ros.node_process import NodeClient, NodeProcess  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_node import DATA, NODE_EXE, Harness, load_frames, wait_until  # noqa: E402
+from node_graph import Harness, wait_until  # noqa: E402
 
 BOOT_S = 90.0  # node start-up and configure (4 ONNX sessions) on a loaded 2-core machine
 FLOW_PERIOD_S = 0.2  # frames while transitions happen: 5 Hz, well under one inference per frame here
 
 
 class Lifecycle:
-    """The client side of one node's lifecycle services, plus its topics (Harness) and its process."""
+    """One node process, its lifecycle services (through the runtime's client) and its topics (Harness)."""
 
-    def __init__(self, node, namespace: str, proc: subprocess.Popen, log: Path) -> None:
-        self.harness = Harness(node, namespace)
-        self.proc, self.log = proc, log
-        self.name = f"{namespace}/slimseg_node"
-        self.change = node.create_client(ChangeState, f"{self.name}/change_state")
-        self.get = node.create_client(GetState, f"{self.name}/get_state")
+    def __init__(self, proc: NodeProcess, client: NodeClient) -> None:
+        self.proc, self.client = proc, client
+        self.harness = Harness(client)
+        self.log = proc.log_path
+        self.name = proc.full_name
 
     def state(self) -> str:
-        return self.harness.call(self.get, GetState.Request(), timeout=BOOT_S).current_state.label
+        return self.client.state(timeout=BOOT_S)
 
     def transition(self, transition: int | str) -> bool:
         """Request a transition by id or label; True when the node reports success."""
-        request = ChangeState.Request()
-        if isinstance(transition, str):
-            request.transition.label = transition
-        else:
-            request.transition.id = transition
-        return self.harness.call(self.change, request, timeout=BOOT_S).success
+        return self.client.change_state(transition, timeout=BOOT_S)
 
     def text(self) -> str:
-        return self.log.read_text()
+        return self.proc.log_text()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-@pytest.fixture(scope="module")
-def frames() -> list[np.ndarray]:
-    if not (DATA / "val").is_dir():
-        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
-    return load_frames(3)
-
-
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory) -> Path:
-    """A real export of the test model; without torch, the one SLIMSEG_TEST_EXPORT names (exported.py)."""
-    from exported import runtime_export
-
-    return runtime_export(tmp_path_factory.mktemp("lifecycle_manifest"), height=96, width=128)
+        self.proc.stop(timeout=15)
+        self.client.close()
 
 
 @pytest.fixture(scope="module")
@@ -104,50 +75,18 @@ def corrupt_manifest(manifest: Path, tmp_path_factory) -> Path:
     return folder / "manifest.yaml"
 
 
-@pytest.fixture(scope="module")
-def client():
-    """The test's rclpy context and node on a random domain, spinning in a thread; yields (node, domain)."""
-    if not NODE_EXE.is_file():
-        pytest.skip(f"console script {NODE_EXE} not installed (run `make setup`)")
-    domain = random.randint(1, 200)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node(f"lifecycle_test_{uuid.uuid4().hex[:6]}", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    try:
-        yield node, domain
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-
-
-def start_node(client, tmp: Path, params: dict) -> Lifecycle:
-    """A slimseg_node process in its own namespace, started as launch would (params file + --ros-args)."""
-    node, domain = client
-    namespace = f"/lc_{uuid.uuid4().hex[:8]}"
+def start_node(tmp: Path, params: dict) -> Lifecycle:
+    """A slimseg_node process in its own domain and namespace, started as launch would, and its client."""
     values = {"backend": "onnxruntime", "reliable_qos": True, "diagnostics_period_s": 0.2, **params}
-    path = tmp / f"{namespace[1:]}.yaml"
-    path.write_text(yaml.safe_dump({"/**/slimseg_node": {"ros__parameters": values}}))
-    log = tmp / f"{namespace[1:]}.log"
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(
-            [str(NODE_EXE), "--ros-args", "--params-file", str(path), "-r", f"__ns:={namespace}"],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    return Lifecycle(node, namespace, proc, log)
+    proc = NodeProcess(values, tmp, prefix="lc", env={"OMP_NUM_THREADS": "1"}).start()
+    return Lifecycle(proc, NodeClient(proc, name="lifecycle_test"))
 
 
 @pytest.fixture(scope="module")
-def managed(client, tmp_path_factory, frames):
+def managed(tmp_path_factory, frames):
     """One node process with autostart:=false and a manifest path that does not exist."""
     tmp = tmp_path_factory.mktemp("lifecycle")
-    lc = start_node(client, tmp, {"autostart": False, "manifest": str(tmp / "missing" / "manifest.yaml")})
+    lc = start_node(tmp, {"autostart": False, "manifest": str(tmp / "missing" / "manifest.yaml")})
     try:
         yield lc
     finally:
@@ -336,11 +275,11 @@ def test_shutdown_from_active_exits_cleanly(managed) -> None:
 
 
 @pytest.mark.slow
-def test_shutdown_from_unconfigured_and_inactive(client, tmp_path, manifest) -> None:
+def test_shutdown_from_unconfigured_and_inactive(tmp_path, manifest) -> None:
     """A failed autostart leaves the node unconfigured and alive (the hint says how to go on); shutdown
     works from there, and from inactive."""
-    failed = start_node(client, tmp_path, {"autostart": True, "manifest": str(tmp_path / "nope.yaml")})
-    inactive = start_node(client, tmp_path, {"autostart": False, "manifest": str(manifest)})
+    failed = start_node(tmp_path, {"autostart": True, "manifest": str(tmp_path / "nope.yaml")})
+    inactive = start_node(tmp_path, {"autostart": False, "manifest": str(manifest)})
     try:
         assert failed.state() == "unconfigured" and failed.proc.poll() is None
         assert "autostart: configure failed" in failed.text() and "ros2 lifecycle set" in failed.text()

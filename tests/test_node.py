@@ -7,16 +7,11 @@ Runtime backend run in this process on the same frames.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import random
-import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,145 +21,21 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
 cv2 = pytest.importorskip("cv2")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image  # noqa: E402
-from std_msgs.msg import Float32, String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
 from slimseg_ros.image_codec import SUPPORTED_ENCODINGS  # noqa: E402
 from slimseg_ros.manifest import Manifest  # noqa: E402
 from slimseg_ros.node import battery_observation, labels_camera_info  # noqa: E402
+from slimseg_ros.node_process import NodeClient, NodeProcess  # noqa: E402
 from slimseg_ros.resize import fit, labels_to_frame, to_network  # noqa: E402
 from slimseg_ros.stats import LatencyWindow, RateMeter  # noqa: E402
 from slimseg_ros.visualize import colorize, make_palette, overlay  # noqa: E402
 from slimseg_ros.worker import NewestFrameWorker  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from camera_encodings import encode, fill_raw, reference_rgb  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLIMSEG_DATA", REPO.parent / "shared" / "data" / "camvid"))
-NODE_EXE = Path(sys.executable).parent / "slimseg_node"
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll (the executor spins in its own thread) until the condition holds, else fail naming it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def load_frames(count: int = 3) -> list[np.ndarray]:
-    """A few consecutive CamVid val frames as RGB (480x360)."""
-    paths = sorted((DATA / "val").glob("*"))[:count]
-    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
-
-
-class Harness:
-    """The test side of the graph: publishers, subscriptions and clients in the node's namespace."""
-
-    def __init__(self, node, namespace: str) -> None:
-        self.node, self.ns = node, namespace
-        self.labels: dict[tuple[int, int], Image] = {}
-        self.colors: dict[tuple[int, int], Image] = {}
-        self.infos: dict[tuple[int, int], CameraInfo] = {}
-        self.widths: list[float] = []
-        self.diag: dict[str, str] = {}
-        self.class_info: dict | None = None
-        self.pub_image = node.create_publisher(Image, f"{namespace}/image", RELIABLE)
-        self.pub_compressed = node.create_publisher(
-            CompressedImage, f"{namespace}/image/compressed", RELIABLE
-        )
-        self.pub_info = node.create_publisher(CameraInfo, f"{namespace}/camera_info", RELIABLE)
-        self.pub_battery = node.create_publisher(BatteryState, f"{namespace}/battery_state", RELIABLE)
-        out = f"{namespace}/slimseg_node"
-        node.create_subscription(Image, f"{out}/labels", lambda m: self._store(self.labels, m), RELIABLE)
-        node.create_subscription(Image, f"{out}/color", lambda m: self._store(self.colors, m), RELIABLE)
-        node.create_subscription(
-            CameraInfo, f"{out}/camera_info", lambda m: self._store(self.infos, m), RELIABLE
-        )
-        node.create_subscription(Float32, f"{out}/width", lambda m: self.widths.append(m.data), LATCHED)
-        node.create_subscription(String, f"{out}/class_info", self._on_class_info, LATCHED)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, RELIABLE)
-        self.enable = node.create_client(SetBool, f"{out}/enable")
-        self.set_params = node.create_client(SetParameters, f"{out}/set_parameters")
-        self.sequence = 0
-
-    @staticmethod
-    def _store(into: dict, msg) -> None:
-        into[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
-
-    def _on_class_info(self, msg: String) -> None:
-        self.class_info = json.loads(msg.data)
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name.startswith(f"{self.ns}/slimseg_node"):
-                self.diag = {kv.key: kv.value for kv in status.values}
-
-    def next_stamp(self) -> tuple[int, int]:
-        self.sequence += 1
-        return 1000 + self.sequence, 1000 * self.sequence
-
-    def send(self, rgb: np.ndarray, encoding: str = "rgb8") -> tuple[int, int]:
-        """Publish one frame with a fresh stamp and frame_id; returns the stamp key."""
-        key = self.next_stamp()
-        pixels = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., 0]}.get(encoding, rgb)
-        msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = key
-        msg.header.frame_id = f"camera_{self.sequence}"
-        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-        msg.step = rgb.shape[1] * channels
-        msg.data = np.ascontiguousarray(pixels).tobytes()
-        self.pub_image.publish(msg)
-        return key
-
-    def send_samples(self, samples: np.ndarray, encoding: str, pad: int = 0) -> tuple[int, int]:
-        """Publish camera samples in any encoding (tests/camera_encodings.py), with `pad` bytes per row."""
-        key = self.next_stamp()
-        msg = fill_raw(Image(), samples, encoding, pad=pad)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = key
-        msg.header.frame_id = f"camera_{self.sequence}"
-        self.pub_image.publish(msg)
-        return key
-
-    def wait_labels(self, key: tuple[int, int], timeout: float = 15.0) -> Image:
-        wait_until(lambda: key in self.labels, timeout, f"labels for stamp {key}")
-        return self.labels[key]
-
-    def call(self, client, request, timeout: float = 10.0):
-        wait_until(client.service_is_ready, timeout, f"service {client.srv_name}")
-        future = client.call_async(request)
-        wait_until(future.done, timeout, f"reply from {client.srv_name}")
-        return future.result()
-
-    def set_param(self, name: str, value) -> tuple[bool, str]:
-        """Set one parameter through the node's parameter service; (successful, reason)."""
-        pv = ParameterValue()
-        if isinstance(value, bool):
-            pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
-        elif isinstance(value, float):
-            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
-        elif isinstance(value, int):
-            pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
-        else:
-            pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(value)
-        reply = self.call(self.set_params, SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
-        return reply.results[0].successful, reply.results[0].reason
-
-    def latest_width(self) -> float | None:
-        return self.widths[-1] if self.widths else None
+from camera_encodings import encode, reference_rgb  # noqa: E402
+from node_graph import RELIABLE, Harness, wait_until  # noqa: E402
 
 
 # --- the node's helpers, alone (fast) -----------------------------------------------------------------
@@ -307,22 +178,6 @@ def test_node_module_imports_without_torch() -> None:
 
 # --- the node process ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def frames() -> list[np.ndarray]:
-    if not (DATA / "val").is_dir():
-        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
-    return load_frames(3)
-
-
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory) -> Path:
-    """A real export of the test model; without torch, the one SLIMSEG_TEST_EXPORT names (exported.py)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from exported import runtime_export
-
-    return runtime_export(tmp_path_factory.mktemp("node_manifest"), height=96, width=128)
-
-
-@pytest.fixture(scope="module")
 def backend(manifest):
     from slimseg_ros.backends import create_backend
 
@@ -345,36 +200,17 @@ def expected(backend, frames) -> Callable[[int, float], np.ndarray]:
 @pytest.fixture(scope="module")
 def running(manifest, tmp_path_factory, frames):
     """The node process and the test harness; yields (harness, process, log path)."""
-    if not NODE_EXE.is_file():
-        pytest.skip(f"console script {NODE_EXE} not installed (run `make setup`)")
-    domain = random.randint(1, 200)
-    namespace = f"/test_{uuid.uuid4().hex[:8]}"
+    params = {
+        "manifest": str(manifest), "backend": "onnxruntime", "policy": "fixed", "width": 1.0,
+        "reliable_qos": True, "compressed": True, "diagnostics_period_s": 0.2,
+        "battery_thresholds": [0.2, 0.4, 0.6], "battery_hysteresis": 0.05,
+    }
     tmp = tmp_path_factory.mktemp("node_run")
-    params = tmp / "params.yaml"
-    params.write_text(
-        "/**/slimseg_node:\n  ros__parameters:\n"
-        f"    manifest: {manifest}\n    backend: onnxruntime\n    policy: fixed\n    width: 1.0\n"
-        "    reliable_qos: true\n    compressed: true\n    diagnostics_period_s: 0.2\n"
-        "    battery_thresholds: [0.2, 0.4, 0.6]\n    battery_hysteresis: 0.05\n"
-    )
-    log = tmp / "node.log"
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as log_file:
-        proc = subprocess.Popen(
-            [str(NODE_EXE), "--ros-args", "--params-file", str(params), "-r", f"__ns:={namespace}"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node(f"slimseg_test_{uuid.uuid4().hex[:6]}", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    harness = Harness(node, namespace)
-    try:
+    env = {"OMP_NUM_THREADS": "1"}
+    with NodeProcess(params, tmp, prefix="test", env=env, log=tmp / "node.log") as proc, \
+            NodeClient(proc, name="slimseg_test") as client:
+        client.wait_up("active")
+        harness = Harness(client)
         wait_until(
             lambda: (
                 proc.poll() is not None
@@ -383,18 +219,8 @@ def running(manifest, tmp_path_factory, frames):
             60,
             "the node to start",
         )
-        assert proc.poll() is None, f"node exited at start-up:\n{log.read_text()}"
-        yield harness, proc, log
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        assert proc.poll() is None, f"node exited at start-up:\n{proc.log_text()}"
+        yield harness, proc, proc.log_path
 
 
 @pytest.mark.slow
@@ -578,13 +404,13 @@ def test_overlay_published_once_subscribed(running, frames, expected) -> None:
 @pytest.mark.slow
 def test_enable_service_pauses_and_resumes(running, frames) -> None:
     harness, _, _ = running
-    reply = harness.call(harness.enable, SetBool.Request(data=False))
+    reply = harness.call(SetBool, "enable", SetBool.Request(data=False))
     assert reply.success and "paused" in reply.message
     paused_key = harness.send(frames[0])
     wait_until(lambda: harness.diag.get("frames_paused", "0") != "0", 5, "a paused frame counted")
     time.sleep(0.5)
     assert paused_key not in harness.labels
-    reply = harness.call(harness.enable, SetBool.Request(data=True))
+    reply = harness.call(SetBool, "enable", SetBool.Request(data=True))
     assert reply.success
     harness.wait_labels(harness.send(frames[0]))
 
@@ -733,6 +559,5 @@ def test_invalid_resize_mode_is_rejected(running) -> None:
 @pytest.mark.slow
 def test_sigint_exits_cleanly(running) -> None:
     _, proc, log = running
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(15) == 0
+    assert proc.stop(timeout=15) == 0
     assert "Traceback" not in log.read_text()
