@@ -520,10 +520,11 @@ class SlimsegNode(LifecycleNode):
         self.pub_width.publish(Float32(data=float(self.width)))
 
     # --- callbacks (executor thread): never block ----------------------------------------------------
-    def _on_image(self, msg: Image, info: Any = None) -> None:
+    # Two required arguments: rclpy then hands over the MessageInfo (publisher gid and sequence number).
+    def _on_image(self, msg: Image, info: Any) -> None:
         self._accept(msg, compressed=False, info=info)
 
-    def _on_compressed(self, msg: CompressedImage, info: Any = None) -> None:
+    def _on_compressed(self, msg: CompressedImage, info: Any) -> None:
         self._accept(msg, compressed=True, info=info)
 
     def _on_message_lost(self, topic: str, event: Any) -> None:
@@ -548,8 +549,9 @@ class SlimsegNode(LifecycleNode):
         now = time.monotonic()
         self.counters.received += 1
         if info is not None:  # rclpy MessageInfo: the publisher's sequence number reveals skipped frames
-            sequence = info.get("publication_sequence_number", 0)
-            self.counters.gaps.observe(bytes(info.get("publisher_gid") or b""), int(sequence or 0))
+            sequence = info.get("publication_sequence_number")
+            sequence = sequence if type(sequence) is int else 0
+            self.counters.gaps.observe(str(info.get("publisher_gid")), sequence)
         self.in_rate.tick(now)
         if not self._active:  # configured, not active: counted, reported, not processed
             self.counters.inactive += 1

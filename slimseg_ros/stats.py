@@ -79,11 +79,11 @@ class SequenceGaps:
 
     def __init__(self, max_publishers: int = 64) -> None:
         self.max_publishers = max_publishers
-        self._last: dict[bytes, int] = {}
+        self._last: dict[str, int] = {}
         self.lost = 0
         self.supported: bool | None = None  # None until a message says whether the RMW fills the numbers
 
-    def observe(self, publisher: bytes, sequence: int) -> int:
+    def observe(self, publisher: str, sequence: int) -> int:
         """Record one received message; returns how many of this publisher's messages were skipped."""
         if sequence <= 0 or sequence >= 2**63 - 1:  # RMW without sequence numbers: 0 or the "unsupported" max
             self.supported = False if self.supported is None else self.supported
