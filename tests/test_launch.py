@@ -265,3 +265,16 @@ def test_launch_description_loads() -> None:
     assert node is not None and rviz is not None
     rendered = module.rviz_config("/camera/image_raw", "/robot")
     assert _displays(Path(rendered).read_text())["Input"]["Topic"]["Value"] == "/camera/image_raw"
+
+
+def test_launch_arguments_agree_with_the_parameter_tables() -> None:
+    """Issue 14: launch keeps a literal table (readable without launch installed), so this test holds it to
+    the one definition of each name: policy and backend choices, and the policy parameters' descriptions."""
+    from slimseg_ros.policy_params import ROW_BY_NODE
+
+    table = _argument_table()
+    assert table["policy"][2] == ["", *P.POLICIES]
+    assert table["backend"][2] == ["", *P.BACKENDS]
+    for name, (_, description, _) in table.items():
+        if name in ROW_BY_NODE:
+            assert description.startswith(ROW_BY_NODE[name].description), name
