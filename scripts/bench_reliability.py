@@ -65,10 +65,10 @@ def pct(values: list[float]) -> tuple[float | None, float | None]:
 class Probe:
     """The measuring side: a best-effort camera publisher (as a driver would), labels and diagnostics."""
 
-    def __init__(self, process: NodeProcess) -> None:
+    def __init__(self, process: NodeProcess, publisher_qos: QoSProfile = SENSOR_QOS) -> None:
         self.ros = NodeClient(process, name="rel_bench")
         node, ns, out = self.ros.node, process.namespace, process.full_name
-        self.pub = node.create_publisher(Image, f"{ns}/image", SENSOR_QOS)
+        self.pub = node.create_publisher(Image, f"{ns}/image", publisher_qos)
         self.sent_at: dict[int, float] = {}
         self.latency: dict[int, float] = {}
         self.diag: dict[str, str] = {}
@@ -76,6 +76,7 @@ class Probe:
         node.create_subscription(Image, f"{out}/labels", self._on_labels, OUTPUT_QOS)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.full_name = out
+        self.status = ""
         self.seq = 0
 
     def _on_labels(self, msg: Image) -> None:
@@ -89,6 +90,7 @@ class Probe:
         for status in msg.status:
             if status.name.startswith(self.full_name):
                 self.diag = {kv.key: kv.value for kv in status.values}
+                self.status = status.message
 
     def send(self, msg: Image) -> int:
         """Publish with a unique stamp; returns its key."""
@@ -101,8 +103,8 @@ class Probe:
         return key
 
     def counts(self) -> dict[str, int]:
-        """The node's counters now (after a diagnostics period has passed)."""
-        return {k: int(self.diag[k]) for k in COUNTS}
+        """The node's counters now (after a diagnostics period has passed); `unknown` loss counts as 0."""
+        return {k: int(self.diag[k]) if self.diag[k].isdigit() else 0 for k in COUNTS}
 
     def fresh_counts(self, period_s: float) -> dict[str, int]:
         time.sleep(3 * period_s)
@@ -254,6 +256,38 @@ def qos_probe(frames: int) -> list[dict]:
     return rows
 
 
+def node_large(manifest: str, log_dir: Path, size: str, frames: int) -> list[dict]:
+    """The node itself fed large frames by a reliable publisher at 3 Hz: default QoS vs reliable_qos."""
+    width, height = (int(v) for v in size.split("x"))
+    rows = []
+    for reliable in (False, True):
+        params = {"manifest": manifest, "backend": "onnxruntime", "diagnostics_period_s": 0.2, "threads": 1,
+                  "reliable_qos": reliable}
+        env = {"OMP_NUM_THREADS": "1", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+        with NodeProcess(params, log_dir, prefix="rellarge", env=env) as proc:
+            probe = Probe(proc, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+            try:
+                probe.ros.wait_up("active")
+                wait(lambda p=probe: p.pub.get_subscription_count() > 0 and p.diag, 30)
+                time.sleep(1.0)
+                msg, warned = frame_msg(width, height), False
+                before = probe.counts()
+                for _ in range(frames):
+                    probe.send(msg)
+                    end = time.monotonic() + 1 / 3
+                    while time.monotonic() < end:
+                        warned |= "lost before the node" in probe.status  # the WARN status names it
+                        time.sleep(0.01)
+                d = delta(probe.fresh_counts(0.5), before)
+            finally:
+                probe.ros.close()
+        rows.append({"frame": size, "input_qos": "reliable" if reliable else "best effort (default)",
+                     "sent": frames, "received": d["frames_received"], "processed": d["frames_processed"],
+                     "lost_rmw_reported": d["frames_lost_rmw_reported"],
+                     "lost_before_node_seq": d["frames_lost_before_node"], "status_warned": warned})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
@@ -268,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--switch-every", type=int, default=100, help="frames between width switches")
     parser.add_argument("--qos-probe", action="store_true", help="run only the 1080p/1440p/4K QoS probe")
     parser.add_argument("--frames", type=int, default=10, help="frames per QoS probe cell (default 10)")
+    parser.add_argument("--node-large", metavar="WxH", help="run only: the node fed WxH frames, both QoS")
     parser.add_argument("--json", help="write the figures as JSON")
     parser.add_argument("--log-dir", default="/tmp/slimseg_bench_reliability", help="node log folder")
     parser.add_argument("--qos-peer", help=argparse.SUPPRESS)
@@ -284,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row))
         if args.json:
             Path(args.json).write_text(json.dumps({"qos_probe": rows}, indent=2))
+        return 0
+    if args.node_large:
+        rows = node_large(args.manifest, Path(args.log_dir), args.node_large, args.frames)
+        for row in rows:
+            print(json.dumps(row))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"node_large": rows}, indent=2))
         return 0
     if args.export_test:
         sys.path.insert(0, str(REPO / "tests"))
