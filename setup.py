@@ -39,6 +39,8 @@ setup(
         "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript"],
         "tensorrt": ["tensorrt>=10.0", "pycuda"],
         "demo": ["rich", "matplotlib", "imageio-ffmpeg"],
+        # rosbag2 in and out without a ROS install (slimseg demo --bag/--record, slimseg record)
+        "bag": ["rosbags>=0.10", "mcap-ros2-support"],
         "test": ["pytest", "ruff"],
     },
     zip_safe=True,

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "bench": "slimseg_ros.engines.bench",
     "simulate": "slimseg_ros.simulate",
     "demo": "slimseg_ros.demo",
+    "record": "slimseg_ros.record",
 }
 
 SUMMARIES: dict[str, str] = {
@@ -34,7 +35,8 @@ SUMMARIES: dict[str, str] = {
     "build-engines": "build one TensorRT engine per width from a manifest",
     "bench": "latency per width of a manifest's models on a backend",
     "simulate": "drive a width policy with latency profiles and a draining battery",
-    "demo": "the whole idea end to end: node, frame player, battery drain, pictures",
+    "demo": "the whole idea end to end: node, frame player, battery drain, pictures; or a rosbag2",
+    "record": "record a running node's outputs to a rosbag2 MCAP (Foxglove, ros2 bag play)",
 }
 
 

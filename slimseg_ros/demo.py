@@ -12,6 +12,8 @@ examples:
   slimseg demo --data ../shared/data/camvid     # CamVid val (101 consecutive frames) as the camera
   slimseg demo --source drive.mp4 --out my_demo # any video file or image folder
   slimseg demo --quick                          # short phases (what the tests run)
+  slimseg demo --bag ~/bags/drive --topic /camera/image_raw --record drive_labels   # a recorded bag instead
+  slimseg demo --bag --as-fast --record out_bag  # the shipped frames as a bag, every frame labelled
 """
 
 from __future__ import annotations
@@ -55,6 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--hold", type=int, default=None,
                      help=f"camera periods each frame is shown (default {SHIPPED_HOLD} for the shipped "
                      "frames, which are 0.4 s apart; 1 otherwise)")
+    bag = parser.add_argument_group(
+        "bag (rosbag2, sqlite3 or MCAP; needs `pip install 'slimseg_ros[bag]'`; docs/node.md#bags)")
+    bag.add_argument("--bag", nargs="?", const="shipped", metavar="PATH",
+                     help="play this bag's camera topic through the node once and account for every frame, "
+                     "instead of the demo's phases (no PATH: the shipped frames written as a bag to "
+                     "OUT/demo_bag); the node runs its config/slimseg.yaml defaults")
+    bag.add_argument("--topic", help="the bag's sensor_msgs/Image or CompressedImage topic (needed when it "
+                     "has several)")
+    bag.add_argument("--as-fast", action="store_true",
+                     help="publish each frame once the previous one's labels are back, on reliable QoS "
+                     "(default: at the bag's own rate, on the camera's sensor-data QoS)")
+    bag.add_argument("--frame-timeout", type=float, default=10.0,
+                     help="with --as-fast: seconds to wait for a frame's labels before the next (default 10)")
+    bag.add_argument("--record", metavar="PATH",
+                     help="write the node's labels, color, camera_info, width, class_info and /diagnostics "
+                     "(and, with --bag, the played input) to a new rosbag2 MCAP folder")
     model = parser.add_argument_group("model")
     model.add_argument("--ckpt", default=None,
                        help="checkpoint to export (default: the one checkpoint in models/)")
@@ -89,7 +107,7 @@ def default_checkpoint(models: Path = MODELS_DIR) -> Path:
     return found[0]
 
 
-def _resolve_manifest(args: argparse.Namespace, out: Path) -> Path:
+def resolve_manifest(args: argparse.Namespace, out: Path) -> Path:
     """An existing manifest, or the checkpoint exported once into out/model (re-exported if it changed)."""
     if args.manifest:
         return Path(args.manifest)
@@ -365,8 +383,11 @@ def _check_installed(args: argparse.Namespace) -> None:
     """Everything this run needs is importable, checked before the minutes of export and playback."""
     from slimseg_ros import deps
 
-    needed = ["rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rich", "matplotlib", "PIL",
-              "imageio_ffmpeg"]
+    needed = ["rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs"]
+    if not args.bag:  # the phases draw pictures and a live view
+        needed += ["rich", "matplotlib", "PIL", "imageio_ffmpeg"]
+    if args.bag or args.record:
+        needed += ["rosbags"]
     if not args.manifest:  # the checkpoint is exported first
         needed += ["torch", "safetensors", "onnx"]
     deps.require(needed + deps.backend_modules(args.backend))  # everything missing, in one line
@@ -382,6 +403,10 @@ def _at(rows: list[dict], t: float) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Export, montage, start the node, run the phases, then draw the pictures, account and list them."""
     _check_installed(args)
+    if args.bag:
+        from slimseg_ros import bag_play
+
+        return bag_play.run(args)
     from slimseg_ros.demo_driver import DemoDriver
     from slimseg_ros.node_process import NodeClient
 
@@ -395,7 +420,7 @@ def run(args: argparse.Namespace) -> int:
     if not frames:
         raise SlimsegError("no frames to play", "check --source/--data")
     hold = args.hold or (SHIPPED_HOLD if args.source is None and args.data is None else 1)
-    manifest = _resolve_manifest(args, out)
+    manifest = resolve_manifest(args, out)
     montage_info, latency = _montage(manifest, frames, out, args.backend, args.threads)
     print("single-frame latency per width: " + ", ".join(f"{w:g}: {ms:.1f} ms" for w, ms in latency.items()))
     widths = sorted(latency)
@@ -403,10 +428,18 @@ def run(args: argparse.Namespace) -> int:
     # feasible at full width when the CPU is free, not under the load spike
     target = args.target_fps or round(min(0.9 * args.camera_fps, 0.6 * 1000.0 / latency[widths[-1]]), 1)
 
+    writer = None
+    if args.record:  # a new bag (an existing path is refused before anything starts)
+        from slimseg_ros.bag import BagWriter
+        from slimseg_ros.bag_record import OutputRecorder
+
+        writer = BagWriter(args.record)
     proc = _node_process(manifest, args.backend, args.threads, policy, out)
     client = NodeClient(proc, make_node=lambda context: DemoDriver(
         proc.namespace, [f.rgb for f in frames], args.camera_fps, len(widths), hold=hold, context=context))
     driver = client.node
+    if writer is not None:
+        OutputRecorder(driver, proc.full_name, writer)
     phases: list[dict] = []
 
     def enter(key: str, name: str, detail: str = "") -> None:
@@ -460,6 +493,8 @@ def run(args: argparse.Namespace) -> int:
             load.stop()
         proc.stop()
         client.close()
+        if writer is not None:
+            writer.close()
     summary = report(driver, frames, phases, policy, target, widths, latency, montage_info, manifest, out,
                      args.camera_fps)
     print()
@@ -474,6 +509,9 @@ def run(args: argparse.Namespace) -> int:
     print("outputs:")
     for name in summary["outputs"].values():
         print(f"  {out / name}")
+    if writer is not None:
+        counts = ", ".join(f"{t} {n}" for t, n in writer.counts.items())
+        print(f"  {args.record} (rosbag2 MCAP): {counts}")
     if args.pictures:
         pictures = Path(args.pictures)
         pictures.mkdir(parents=True, exist_ok=True)

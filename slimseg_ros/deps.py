@@ -28,6 +28,7 @@ INSTALL: dict[str, str] = {
     **dict.fromkeys(("tensorrt", "pycuda"), "TensorRT from JetPack / NVIDIA, or `pip install "
                     "'slimseg_ros[tensorrt]'`"),
     **dict.fromkeys(("rich", "matplotlib", "PIL"), "`pip install 'slimseg_ros[demo]'`"),
+    **dict.fromkeys(("rosbags", "mcap", "mcap_ros2"), "`pip install 'slimseg_ros[bag]'`"),
 }
 
 # modules any of which lets the node run a model (see slimseg_ros.backends)

@@ -90,7 +90,7 @@ def node(manifest, tmp_path_factory):
 
 @pytest.mark.slow
 def test_bad_encodings_and_malformed_frames_are_counted_then_diagnostics_recover(node, frames) -> None:
-    """Every bad frame is a counted, throttled drop; the next good frame brings /diagnostics back to OK."""
+    """Every bad frame is a counted drop; the next good frame brings /diagnostics back to OK."""
     harness, proc = node
     send_frame(harness, frames)
     before = diag(harness, "drops_invalid")
@@ -101,20 +101,15 @@ def test_bad_encodings_and_malformed_frames_are_counted_then_diagnostics_recover
         raw("yuyv", width=7, step=14),  # odd width for 4:2:2
         raw("mono16", width=8, step=15),  # step off sample alignment but too short
     ]
-    for encoding in UNSUPPORTED:
-        harness.pub_image.publish(raw(encoding))
-        time.sleep(0.02)
-    for msg in malformed:
+    bad = [raw(encoding) for encoding in UNSUPPORTED] + malformed
+    for i, msg in enumerate(bad, start=1):  # one at a time: each must be counted as invalid, none superseded
         harness.pub_image.publish(msg)
-        time.sleep(0.02)
-    bad = len(UNSUPPORTED) + len(malformed)
-    settle(harness, "drops_invalid", before + bad)
-    assert diag(harness, "drops_invalid") == before + bad
+        settle(harness, "drops_invalid", before + i)
+    assert diag(harness, "drops_invalid") == before + len(bad)
     assert harness.diag["last_error"]
     send_frame(harness, frames)
     wait_until(lambda: harness.diag.get("last_error") == "", 10, "last_error cleared by a good frame")
-    assert proc.alive
-    assert proc.log_text().count("frame dropped") < bad  # throttled, not one line per frame
+    assert proc.alive  # the throttling of the error log: tests/test_node.py (unsupported encodings)
 
 
 @pytest.mark.slow
