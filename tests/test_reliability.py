@@ -216,6 +216,21 @@ def test_burst_every_frame_accounted_for(node, frames) -> None:
     assert overrun > 0, {k: delta(k) for k in ("frames_received", *ACCOUNTED)}  # the burst overran the node
 
 
+@pytest.mark.slow
+def test_a_publisher_the_input_cannot_match_is_reported(node) -> None:
+    """A best-effort camera against reliable_qos:=true never delivers a frame; the node says so instead of
+    staying silent (last in this module: the status stays WARN afterwards)."""
+    harness, proc = node
+    from slimseg_ros.qos import SENSOR_QOS
+
+    publisher = harness.node.create_publisher(Image, f"{harness.ns}/image", SENSOR_QOS)
+    try:
+        settle(harness, "incompatible_qos_publishers", 1, timeout=15)
+        assert "incompatible QoS" in proc.log_text()
+    finally:
+        harness.node.destroy_publisher(publisher)
+
+
 # --- separate processes: start-up, corrupt files, signals ------------------------------------------------
 def corrupt_width(manifest: Path, tmp: Path, width: float) -> Path:
     """A copy of the export whose `width` ONNX file is garbage (checksum updated: onnxruntime refuses it)."""
