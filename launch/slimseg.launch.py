@@ -61,7 +61,9 @@ ARGUMENTS: dict[str, tuple[str, str, list[str] | None]] = {
         "width policy; empty = the params file's value",
         ["", "fixed", "battery", "fps", "budget"],
     ),
-    "target_fps": ("", "frame-rate target of the fps/budget policies; empty = the params file's value", None),
+    "target_fps": (
+        "", "frame-rate target of the fps and budget policies; empty = the params file's value", None
+    ),
     "namespace": ("", "namespace of the node (its outputs are <namespace>/slimseg_node/...)", None),
     "autostart": (
         "true",

@@ -170,8 +170,57 @@ def _convert_cv_bridge(bridge: Any, samples: np.ndarray, spec: Encoding) -> np.n
         raise SlimsegError(f"cv_bridge: {spec.bridge_name} -> rgb8 failed: {exc}", "check the frame") from exc
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (jpeg/png) into HxWx3 uint8 RGB."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def declared_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) a PNG or JPEG header declares, read without decoding; None when there is none.
+
+    A small file can declare a huge image (a 95 KB PNG of 10000x10000 decodes to 300 MB), so the size is
+    checked against a limit before any decoding allocates it.
+    """
+    data = bytes(data[:65536]) if len(data) > 65536 else bytes(data)  # headers come first
+    if data.startswith(_PNG_SIGNATURE):
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return None
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _JPEG_SOF:
+            if i + 9 > len(data):
+                return None
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        if marker == 0xDA or length < 2:  # scan data before any frame header: not a valid JPEG
+            return None
+        i += 2 + length
+    return None
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None, what: str) -> None:
+    """Refuse a frame larger than `max_pixels` (width x height) before it is decoded or converted."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise SlimsegError(
+            f"{what} of {width}x{height} = {width * height} pixels exceeds max_input_pixels = {max_pixels}",
+            "send smaller frames or raise the max_input_pixels parameter",
+        )
+
+
+def compressed_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (jpeg/png) into HxWx3 uint8 RGB, after checking the size its
+    header declares against `max_pixels` (None: no limit)."""
     fmt = str(msg.format).lower()
     if not any(kind in fmt for kind in (*SUPPORTED_COMPRESSED, "jpg")):
         raise SlimsegError(
@@ -181,6 +230,13 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise SlimsegError("compressed image has no data", "check the publisher")
+    size = declared_size(memoryview(data))
+    if size is None:
+        raise SlimsegError(
+            f"{data.size} bytes of '{msg.format}' data have no readable PNG/JPEG header",
+            "the payload is corrupt or not jpeg/png",
+        )
+    check_pixels(size[0], size[1], max_pixels, "compressed frame declared")
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if decoded is None:
         raise SlimsegError(

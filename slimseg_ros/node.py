@@ -27,9 +27,12 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
+from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, String
@@ -38,9 +41,15 @@ from std_srvs.srv import SetBool
 from slimseg_ros import params as P
 from slimseg_ros.backends import Backend, create_backend
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.image_codec import DECODER, ImageBuffer, compressed_to_rgb, image_to_rgb
+from slimseg_ros.image_codec import (
+    DECODER,
+    ImageBuffer,
+    check_pixels,
+    compressed_to_rgb,
+    image_to_rgb,
+)
 from slimseg_ros.manifest import Manifest
-from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, make_policy
+from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, default_thresholds, make_policy
 from slimseg_ros.qos import LATCHED_QOS, OUTPUT_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
 from slimseg_ros.resize import (
     Fit,
@@ -51,7 +60,8 @@ from slimseg_ros.resize import (
     map_intrinsics,
     to_network,
 )
-from slimseg_ros.stats import LatencyWindow, RateMeter
+from slimseg_ros.shutdown import ignore_signals, stop_on_signals
+from slimseg_ros.stats import LatencyWindow, RateMeter, SequenceGaps
 from slimseg_ros.visualize import colorize, make_palette, overlay
 from slimseg_ros.worker import NewestFrameWorker
 
@@ -87,6 +97,14 @@ class Counters:
         self.throttled = 0  # skipped by max_rate_hz
         self.inactive = 0  # arrived while the lifecycle state was inactive (configured, not active)
         self.switches = 0
+        self.gaps = SequenceGaps()  # frames lost before the node, from publishers' sequence numbers
+        self.rmw_lost: dict[str, int] = {}  # input topic -> the RMW's message-lost event total
+        self.incompatible_qos = 0  # publishers the input subscription cannot match (QoS)
+
+    @property
+    def lost_rmw(self) -> int:
+        """Frames the RMW reported lost (message-lost events), all input subscriptions together."""
+        return sum(self.rmw_lost.values())
 
     @property
     def dropped(self) -> int:
@@ -284,14 +302,30 @@ class SlimsegNode(LifecycleNode):
             descriptor = ParameterDescriptor(description=text, dynamic_typing=True)
             self.declare_parameter(spec.name, defaults[spec.name], descriptor)
 
-    def _read_parameters(self) -> dict[str, Any]:
+    def _declared_values(self) -> dict[str, Any]:
+        """The parameters' current values that are valid on their own (for checks across parameters)."""
         values = {}
+        for spec in P.SPECS:
+            try:
+                values[spec.name] = P.check_node_param(spec.name, self.get_parameter(spec.name).value)
+            except ValueError:
+                continue
+        return values
+
+    def _read_parameters(self) -> dict[str, Any]:
+        """Every parameter checked on its own and together; any invalid one fails configure."""
+        values = {}
+        hint = "set a valid value, then configure again"
         for spec in P.SPECS:
             raw = self.get_parameter(spec.name).value
             try:
                 values[spec.name] = P.check_node_param(spec.name, raw)
             except ValueError as exc:
-                raise SlimsegError(f"parameter {exc}", "set a valid value, then configure again") from exc
+                raise SlimsegError(f"parameter {exc}", hint) from exc
+        try:
+            P.check_all(values)
+        except ValueError as exc:
+            raise SlimsegError(f"parameters: {exc}", hint) from exc
         return values
 
     def _configure(self) -> None:
@@ -319,8 +353,41 @@ class SlimsegNode(LifecycleNode):
         self._camera_info: CameraInfo | None = None
         self._last_accept = -math.inf
         self._last_error = ""
+        self._reported = (0, 0)  # (bad, lost) frames at the last diagnostics report
         self._start(values)
         self._configured = True
+
+    def _fit_to_widths(self, values: dict[str, Any], widths: list[float]) -> dict[str, Any]:
+        """The one start-up fallback: values valid in themselves that the loaded model cannot honour
+        (`width` not usable, e.g. its file is corrupt; `battery_thresholds` not one per usable width above
+        the narrowest) are replaced with a warning, and the parameters are set to the values in use, so
+        what the node reports is what it runs with and later changes are checked against them."""
+        log = self.get_logger()
+        fitted = dict(values)
+        try:
+            fitted["width"] = P.match_width(values["width"], widths)
+        except ValueError as exc:
+            fitted["width"] = max([w for w in widths if w <= values["width"]] or [widths[0]])
+            log.warning(f"{exc}; starting at {fitted['width']:g} (parameter width set to it)")
+        if len(values["battery_thresholds"]) != len(widths) - 1:
+            fitted["battery_thresholds"] = default_thresholds(len(widths))
+            log.warning(
+                f"battery_thresholds {values['battery_thresholds']} do not fit the {len(widths)} usable "
+                f"widths; using evenly spaced {fitted['battery_thresholds']} (parameter set to them)"
+            )
+            try:  # evenly spaced thresholds can conflict with a large hysteresis
+                P.check_all(fitted)
+            except ValueError as exc:
+                hint = "set battery_thresholds for the usable widths"
+                raise SlimsegError(f"parameters: {exc}", hint) from exc
+        names = [k for k in ("width", "battery_thresholds") if fitted[k] != values[k]]
+        changed = [Parameter(k, value=fitted[k]) for k in names]
+        if changed:
+            results = self.set_parameters(changed)
+            failed = [r.reason for r in results if not r.successful]
+            if failed:
+                raise SlimsegError(f"cannot set the fallback values: {'; '.join(failed)}")
+        return fitted
 
     def _track(self, destroy: Callable[[Any], Any], entity: Any) -> Any:
         """Remember an entity made by configure so cleanup destroys it."""
@@ -333,21 +400,10 @@ class SlimsegNode(LifecycleNode):
         for width, reason in sorted(self.backend.disabled.items()):
             log.warning(f"width {width:g} disabled: {reason}")
         widths = self.backend.widths
-        try:
-            start = P.match_width(values["width"], widths)
-        except ValueError as exc:
-            start = max([w for w in widths if w <= values["width"]] or [widths[0]])
-            log.warning(f"{exc}; starting at {start:g}")
-        if len(values["battery_thresholds"]) != len(widths) - 1 and values["policy"] in ("battery", "budget"):
-            log.warning(
-                f"battery_thresholds {values['battery_thresholds']} do not fit the {len(widths)} usable "
-                "widths; using evenly spaced defaults"
-            )
-            values["battery_thresholds"] = None
-        self._values = values
+        values = self._values = self._fit_to_widths(values, widths)
         self._costs = self._manifest_costs(widths)  # before the first policy, which uses them
         try:
-            self.policy: WidthPolicy = self._build_policy(values, start)
+            self.policy: WidthPolicy = self._build_policy(values, values["width"])
         except ValueError as exc:
             raise SlimsegError(f"policy '{values['policy']}': {exc}", "fix the policy parameters") from exc
         self._pending: tuple[WidthPolicy, str] | None = None
@@ -386,13 +442,23 @@ class SlimsegNode(LifecycleNode):
 
         # inputs exist from configure on, so frames arriving while inactive are counted, not lost unseen
         qos = RELIABLE_INPUT_QOS if values["reliable_qos"] else SENSOR_QOS
-        subscribe = self.create_subscription
-        self._track(self.destroy_subscription, subscribe(Image, "image", self._on_image, qos))
-        if values["compressed"]:
-            self._track(
-                self.destroy_subscription,
-                subscribe(CompressedImage, "image/compressed", self._on_compressed, qos),
+
+        def subscribe_frames(msg_type: Any, topic: str, callback: Callable[..., None]) -> None:
+            events = SubscriptionEventCallbacks(
+                message_lost=lambda event: self._on_message_lost(topic, event),
+                incompatible_qos=self._on_incompatible_qos,
             )
+            try:
+                sub = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+            except Exception as exc:  # noqa: BLE001 - an RMW without these events: sequence gaps still count
+                log.warning(f"{topic}: the RMW offers no message-lost events ({exc}); sequence gaps only")
+                sub = self.create_subscription(msg_type, topic, callback, qos)
+            self._track(self.destroy_subscription, sub)
+
+        subscribe = self.create_subscription
+        subscribe_frames(Image, "image", self._on_image)
+        if values["compressed"]:
+            subscribe_frames(CompressedImage, "image/compressed", self._on_compressed)
         self._track(
             self.destroy_subscription, subscribe(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
         )
@@ -468,15 +534,38 @@ class SlimsegNode(LifecycleNode):
         self.pub_width.publish(Float32(data=float(self.width)))
 
     # --- callbacks (executor thread): never block ----------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
-        self._accept(msg, compressed=False)
+    # Two required arguments: rclpy then hands over the MessageInfo (publisher gid and sequence number).
+    def _on_image(self, msg: Image, info: Any) -> None:
+        self._accept(msg, compressed=False, info=info)
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self._accept(msg, compressed=True)
+    def _on_compressed(self, msg: CompressedImage, info: Any) -> None:
+        self._accept(msg, compressed=True, info=info)
 
-    def _accept(self, msg: Image | CompressedImage, compressed: bool) -> None:
+    def _on_message_lost(self, topic: str, event: Any) -> None:
+        """The RMW's count of messages it knows it lost on an input (e.g. Fast DDS best-effort fragments)."""
+        self.counters.rmw_lost[topic] = int(event.total_count)
+        self.get_logger().warning(
+            f"{topic}: {event.total_count} frames lost in the middleware (message-lost events); large frames "
+            "on best-effort QoS: see docs/node.md, Transports",
+            throttle_duration_sec=self._values["diagnostics_period_s"],
+        )
+
+    def _on_incompatible_qos(self, event: Any) -> None:
+        """A publisher on an input that this subscription cannot match: its frames never arrive."""
+        self.counters.incompatible_qos = int(event.total_count)
+        self.get_logger().error(
+            f"an input publisher has an incompatible QoS ({event.last_policy_kind}): its frames never "
+            "arrive; reliable_qos:=true needs a reliable publisher",
+            throttle_duration_sec=self._values["diagnostics_period_s"],
+        )
+
+    def _accept(self, msg: Image | CompressedImage, compressed: bool, info: Any = None) -> None:
         now = time.monotonic()
         self.counters.received += 1
+        if info is not None:  # rclpy MessageInfo: the publisher's sequence number reveals skipped frames
+            sequence = info.get("publication_sequence_number")
+            sequence = sequence if type(sequence) is int else 0
+            self.counters.gaps.observe(str(info.get("publisher_gid")), sequence)
         self.in_rate.tick(now)
         if not self._active:  # configured, not active: counted, reported, not processed
             self.counters.inactive += 1
@@ -533,10 +622,16 @@ class SlimsegNode(LifecycleNode):
                 changes[param.name] = P.check_node_param(param.name, param.value)
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
-        if not changes or not self._configured:  # unconfigured: the values are read at configure
+        if not changes:
+            return SetParametersResult(successful=True)
+        values = {**(self._values if self._configured else self._declared_values()), **changes}
+        try:  # every rule, whatever the active policy, so a later policy change finds valid values
+            P.check_all(values, self.backend.widths if self._configured else None)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if not self._configured:  # unconfigured: the values are read at configure
             return SetParametersResult(successful=True)
         assert self.backend is not None
-        values = {**self._values, **changes}
         if POLICY_PARAMS & set(changes):
             try:
                 if "width" in changes:
@@ -560,8 +655,13 @@ class SlimsegNode(LifecycleNode):
         if pending is not None:
             self.policy = pending[0]
             self._apply(Decision(self.policy.width, pending[1], self.policy.width != self.width))
+        limit = self._values["max_input_pixels"]
         try:
-            rgb = compressed_to_rgb(frame.msg) if frame.compressed else image_to_rgb(frame.msg)
+            if frame.compressed:
+                rgb = compressed_to_rgb(frame.msg, max_pixels=limit)
+            else:
+                check_pixels(int(frame.msg.width), int(frame.msg.height), limit, "frame")
+                rgb = image_to_rgb(frame.msg)
         except SlimsegError as exc:
             self.counters.invalid += 1
             self._last_error = str(exc)
@@ -580,6 +680,7 @@ class SlimsegNode(LifecycleNode):
 
         done = time.monotonic()
         self.counters.processed += 1
+        self._last_error = ""  # a good frame: diagnostics recover to OK (the drop counters keep the history)
         self.out_rate.tick(done)
         self.lat_receipt.add(done - frame.receipt)
         stamp = frame.msg.header.stamp
@@ -691,11 +792,32 @@ class SlimsegNode(LifecycleNode):
             "frames_paused": str(c.paused),
             "frames_throttled": str(c.throttled),
             "frames_inactive": str(c.inactive),
+            "frames_lost_before_node": str(c.gaps.lost) if c.gaps.supported else "unknown",
+            "frames_lost_rmw_reported": str(c.lost_rmw),
+            "incompatible_qos_publishers": str(c.incompatible_qos),
             "width_switches": str(c.switches),
             "battery": battery,
             "charging": charging,
             "last_error": self._last_error,
         }
+
+    def _recent_problems(self) -> list[str]:
+        """What makes this period's status WARN: bad frames or lost frames since the last report (or a bad
+        frame not yet followed by a good one), disabled widths, incompatible publishers. Old problems stay
+        in the counters but no longer hold the level at WARN."""
+        c = self.counters
+        now = (c.invalid + c.failed, c.gaps.lost + c.lost_rmw)
+        before, self._reported = self._reported, now
+        problems = []
+        if now[0] > before[0] or self._last_error:
+            problems.append(f"{now[0] - before[0]} bad frames ({self._last_error or 'recovered'})")
+        if now[1] > before[1]:
+            problems.append(f"{now[1] - before[1]} frames lost before the node")
+        if c.incompatible_qos:
+            problems.append("an input publisher has an incompatible QoS")
+        if self.backend.disabled:
+            problems.append("widths disabled")
+        return problems
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics_values()
@@ -708,13 +830,9 @@ class SlimsegNode(LifecycleNode):
             status.message = f"inactive (lifecycle): {self.counters.inactive} frames counted, not processed"
         elif not self._enabled:
             status.level, status.message = DiagnosticStatus.WARN, "paused (~/enable false)"
-        elif self.counters.invalid or self.counters.failed or self.backend.disabled:
+        elif problems := self._recent_problems():
             status.level = DiagnosticStatus.WARN
-            status.message = f"width {values['width']}, {values['output_rate_hz']} Hz; " + (
-                f"{self.counters.invalid + self.counters.failed} bad frames"
-                if self._last_error
-                else "widths disabled"
-            )
+            status.message = f"width {values['width']}, {values['output_rate_hz']} Hz; " + "; ".join(problems)
         else:
             status.level = DiagnosticStatus.OK
             status.message = (
@@ -737,22 +855,36 @@ class SlimsegNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """`slimseg_node` console entry: spin until Ctrl-C / SIGTERM or the shutdown transition, exit cleanly."""
-    rclpy.init(args=args)
+    """`slimseg_node` console entry: spin until Ctrl-C / SIGTERM or the shutdown transition, exit cleanly.
+
+    One shutdown path, clean at any instant: rclpy's own signal handlers are off (they shut the context
+    down under a node still being built, which raised RCLError during start-up); SIGINT and SIGTERM raise
+    KeyboardInterrupt in the main thread instead (slimseg_ros.node_entry installs that before importing
+    ROS), and whatever was built so far is freed with further signals ignored.
+    """
+    stop_on_signals()
     node: SlimsegNode | None = None
+    executor: SingleThreadedExecutor | None = None
     code = 0
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = SlimsegNode()
-        rclpy.spin_until_future_complete(node, node.finished)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not node.finished.done():
+            executor.spin_once(timeout_sec=0.1)
         end = time.monotonic() + 0.5  # finalized: a moment more, so the shutdown reply reaches its caller
         while rclpy.ok() and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SlimsegError as exc:
         print(f"slimseg_node: error: {exc}", file=sys.stderr)
         code = 2
     finally:
+        ignore_signals()
+        if executor is not None:
+            executor.shutdown(timeout_sec=0)
         if node is not None:
             node.close()
             node.destroy_node()

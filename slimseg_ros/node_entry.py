@@ -12,6 +12,7 @@ import sys
 
 from slimseg_ros import deps
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.shutdown import stop_on_signals
 
 ROS_MODULES = (
     "rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rcl_interfaces", "lifecycle_msgs"
@@ -41,7 +42,16 @@ def _wants_help(argv: list[str]) -> bool:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node, or exit 2 with one line when rclpy, a message package or every backend is missing."""
+    """Run the node, or exit 2 with one line when rclpy, a message package or every backend is missing;
+    a SIGINT/SIGTERM at any instant, imports included, exits 0 without a traceback."""
+    stop_on_signals()
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run(args: list[str] | None) -> int:
     argv = list(sys.argv[1:] if args is None else args)
     if _wants_help(argv):
         try:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.policy_params import ROW_BY_NODE, ROWS, Bound, check_together, coerce_value
 from slimseg_ros.resize import RESIZE_MODES
 
 NODE_NAME = "slimseg_node"
@@ -37,6 +38,11 @@ class ParamSpec:
     read_only: bool = False
 
 
+def _policy_specs() -> tuple[ParamSpec, ...]:
+    """The width policies' parameters, from their table (slimseg_ros/policy_params.py)."""
+    return tuple(ParamSpec(row.node, row.kind, row.description) for row in ROWS)
+
+
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "autostart", bool, "configure and activate at start; false: wait for lifecycle transitions",
@@ -49,16 +55,13 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("spin", bool, "onnxruntime's idle threads busy-wait (true) or sleep (false)", read_only=True),
     ParamSpec("policy", str, f"width policy: {' | '.join(POLICIES)}"),
     ParamSpec("width", float, "width for policy fixed; start width of the other policies"),
-    ParamSpec("target_fps", float, "frame-rate target of the fps and budget policies (> 0)"),
-    ParamSpec(
-        "battery_thresholds", list, "battery fraction each width above the narrowest needs (ascending)"
-    ),
-    ParamSpec("battery_hysteresis", float, "margin above a threshold before stepping back up"),
-    ParamSpec("charging_full_width", bool, "allow the widest width while charging"),
-    ParamSpec("fps_window", int, "frames whose median latency must overrun before stepping down"),
-    ParamSpec("fps_margin", float, "step up only if predicted latency < budget * (1 - margin)"),
-    ParamSpec("fps_stable_s", float, "seconds within budget before trying a wider width"),
+    *_policy_specs(),
     ParamSpec("compressed", bool, "also subscribe to image/compressed (jpeg/png)", read_only=True),
+    ParamSpec(
+        "max_input_pixels", int,
+        "largest frame accepted (width x height, raw or compressed); a compressed frame's declared size is "
+        "checked before it is decoded",
+    ),
     ParamSpec(
         "reliable_qos", bool, "input QoS reliable instead of sensor data (best effort)", read_only=True
     ),
@@ -71,14 +74,15 @@ SPECS: tuple[ParamSpec, ...] = (
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
 # node parameter -> argument of slimseg_ros.policy.make_policy (filtered per policy by policy.PARAMETERS)
-POLICY_ARGS: dict[str, str] = {
-    "target_fps": "target_fps",
-    "battery_thresholds": "thresholds",
-    "battery_hysteresis": "hysteresis",
-    "charging_full_width": "charging_full",
-    "fps_window": "window",
-    "fps_margin": "margin",
-    "fps_stable_s": "stable_s",
+POLICY_ARGS: dict[str, str] = {row.node: row.arg for row in ROWS}
+# Ranges of the node's own numeric parameters (the policies' live in their table): name -> Bound.
+NODE_BOUNDS: dict[str, Bound] = {
+    "width": Bound(0.0, 1.0, low_open=True),
+    "threads": Bound(0, 1024),
+    "max_input_pixels": Bound(1, 2**31 - 1),
+    "max_rate_hz": Bound(0.0, 10000.0),
+    "overlay_alpha": Bound(0.0, 1.0),
+    "diagnostics_period_s": Bound(0.01, 3600.0),
 }
 
 
@@ -157,27 +161,12 @@ def load_defaults(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def coerce(name: str, value: Any) -> Any:
-    """Convert a value to the parameter's type (ints accepted for floats), or ValueError with the reason."""
+    """Convert a value to the parameter's type (ints accepted for floats, rclpy's array.array for lists),
+    or ValueError with the reason."""
     spec = SPEC_BY_NAME.get(name)
     if spec is None:
         raise ValueError(f"unknown parameter '{name}'")
-    if spec.type is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if spec.type is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        return int(value)
-    if spec.type is list:
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        ):
-            raise ValueError(f"{name} must be a list of numbers, got {value!r}")
-        return [float(v) for v in value]
-    if not isinstance(value, spec.type):
-        raise ValueError(f"{name} must be a {spec.type.__name__}, got {value!r}")
-    return value
+    return coerce_value(name, spec.type, value)
 
 
 def text_overrides(values: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
@@ -204,25 +193,28 @@ def text_overrides(values: dict[str, Any], overrides: dict[str, str]) -> dict[st
 
 
 def check_node_param(name: str, value: Any) -> Any:
-    """Validate the parameters the node itself uses (policy arguments are checked by the policy)."""
+    """Validate one parameter on its own, whatever the active policy: type, range, choices.
+
+    Rules that span parameters (ascending thresholds, hysteresis vs the top threshold, thresholds vs the
+    usable widths) are checked by `check_all` on the merged values.
+    """
     value = coerce(name, value)
-    if name == "backend" and value not in BACKENDS:
-        raise ValueError(f"backend '{value}' is not one of {', '.join(BACKENDS)}")
-    if name == "policy" and value not in POLICIES:
-        raise ValueError(f"policy '{value}' is not one of {', '.join(POLICIES)}")
-    if name == "resize_mode" and value not in RESIZE_MODES:
-        raise ValueError(f"resize_mode '{value}' is not one of {', '.join(RESIZE_MODES)}")
-    if name == "threads" and value < 0:
-        raise ValueError(f"threads must be >= 0 (0 = backend default), got {value}")
-    if name == "target_fps" and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"target_fps must be > 0, got {value:g}")
-    if name == "max_rate_hz" and not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"max_rate_hz must be >= 0 (0 = unlimited), got {value:g}")
-    if name == "overlay_alpha" and not 0.0 <= value <= 1.0:
-        raise ValueError(f"overlay_alpha must be in [0, 1], got {value:g}")
-    if name == "diagnostics_period_s" and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"diagnostics_period_s must be > 0, got {value:g}")
+    if name in ROW_BY_NODE:
+        return ROW_BY_NODE[name].check(value)
+    choices = {"backend": BACKENDS, "policy": POLICIES, "resize_mode": RESIZE_MODES}.get(name)
+    if choices is not None and value not in choices:
+        raise ValueError(f"{name} '{value}' is not one of {', '.join(choices)}")
+    if name in NODE_BOUNDS:
+        NODE_BOUNDS[name].check(name, value)
     return value
+
+
+def check_all(values: dict[str, Any], widths: list[float] | None = None) -> None:
+    """Rules across parameters, for every policy at once (so a later policy change cannot find them
+    broken); with the usable `widths` known, `width` and `battery_thresholds` must also fit them."""
+    check_together(values, None if widths is None else len(widths))
+    if widths is not None and "width" in values:
+        match_width(values["width"], widths)
 
 
 def match_width(value: float, widths: list[float]) -> float:

@@ -25,6 +25,7 @@ from typing import Any
 
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.policy import PARAMETERS, POLICIES, Observation, WidthPolicy, make_policy
+from slimseg_ros.policy_params import ROWS
 
 DEFAULT_LATENCY = "0.25:8,0.5:14,0.75:22,1.0:30"
 MAX_FRAMES = 5_000_000  # about a minute of simulation; longer runs are almost certainly a typo
@@ -368,9 +369,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="START:END:FACTOR",
         help="scale every latency by FACTOR between START and END seconds (repeatable)",
     )
-    parser.add_argument(
-        "--target-fps", type=float, default=None, help="fps/budget target (policy default 15)"
-    )
     parser.add_argument("--camera-fps", type=float, default=30.0, help="camera frame rate (default 30)")
     parser.add_argument("--duration", type=float, default=120.0, help="simulated seconds (default 120)")
     parser.add_argument(
@@ -403,40 +401,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="battery reads NaN between START and END seconds (repeatable)",
     )
     parser.add_argument("--width", type=float, default=None, help="fixed policy: the width")
-    parser.add_argument("--thresholds", default=None, help="battery thresholds, ascending, e.g. 0.2,0.4,0.6")
-    parser.add_argument("--hysteresis", type=float, default=None, help="battery hysteresis (default 0.05)")
-    parser.add_argument("--margin", type=float, default=None, help="fps step-up margin (default 0.15)")
-    parser.add_argument(
-        "--stable-s", type=float, default=None, help="fps stable period before a step up (default 5)"
-    )
-    parser.add_argument("--window", type=int, default=None, help="fps median window in frames (default 5)")
     parser.add_argument("--initial-width", type=float, default=None, help="width at start (default widest)")
-    parser.add_argument(
-        "--ignore-charging",
-        action="store_true",
-        help="battery/budget: charging does not allow the widest width",
-    )
+    add_policy_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed for latency jitter (default 0)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
 
 
+# Parameters that default to true get a flag that turns them off, named for what it does.
+BOOL_FLAGS = {"charging_full": "--ignore-charging"}
+
+
+def policy_option(arg: str) -> str:
+    """The command-line option of a policy argument (the parameter table's field name)."""
+    return BOOL_FLAGS.get(arg, "--" + arg.replace("_", "-"))
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per row of the policy parameter table (slimseg_ros/policy_params.py): its description
+    and default come from there, so the simulator cannot drift from the node."""
+    for row in ROWS:
+        default = ",".join(f"{v:g}" for v in row.default) if row.kind is list else row.default
+        text = f"{row.description} (node parameter {row.node}; default {default})"
+        if row.kind is bool:
+            flip = "turns off" if row.default else "turns on"
+            parser.add_argument(
+                policy_option(row.arg), dest=row.arg, action="store_const", const=not row.default,
+                default=None, help=f"{flip}: {text}",
+            )
+        elif row.kind is list:
+            option = policy_option(row.arg)
+            parser.add_argument(option, dest=row.arg, default=None, help=f"{text}; comma-separated")
+        else:
+            parser.add_argument(policy_option(row.arg), dest=row.arg, type=row.kind, default=None, help=text)
+
+
 def _policy_from_args(args: argparse.Namespace, widths: list[float]) -> WidthPolicy:
-    candidates = {
-        "width": args.width,
-        "thresholds": parse_floats(args.thresholds, "--thresholds"),
-        "hysteresis": args.hysteresis,
-        "target_fps": args.target_fps,
-        "margin": args.margin,
-        "stable_s": args.stable_s,
-        "window": args.window,
-        "initial_width": args.initial_width,
-        "charging_full": False if args.ignore_charging else None,
-    }
+    candidates = {"width": args.width, "initial_width": args.initial_width}
+    for row in ROWS:
+        value = getattr(args, row.arg)
+        candidates[row.arg] = parse_floats(value, policy_option(row.arg)) if row.kind is list else value
     accepted = PARAMETERS[args.policy]
     ignored = [k for k, v in candidates.items() if v is not None and k not in accepted]
     if ignored:
-        option = {"charging_full": "--ignore-charging"}
-        opts = ", ".join(option.get(k, "--" + k.replace("_", "-")) for k in ignored)
+        opts = ", ".join(policy_option(k) for k in ignored)
         raise SlimsegError(
             f"{opts} do(es) not apply to policy '{args.policy}'", hint=f"it takes {', '.join(accepted)}"
         )

@@ -65,3 +65,36 @@ class LatencyWindow:
         if values.size == 0:
             return [None for _ in qs]
         return [float(v) * 1e3 for v in np.percentile(values, qs)]
+
+
+class SequenceGaps:
+    """Frames a publisher sent that never reached our callback, from the per-publisher sequence numbers
+    the middleware attaches to each message (rclpy MessageInfo, where the RMW fills them in).
+
+    A gap is a frame lost in the middleware or overwritten in the subscription's queue before the executor
+    took it. A sequence number that goes back (a restarted publisher) starts a new baseline; frames lost
+    before the first one seen, or after the last, cannot be known this way. Bounded: at most `max_publishers`
+    publishers are tracked (the oldest is forgotten).
+    """
+
+    def __init__(self, max_publishers: int = 64) -> None:
+        self.max_publishers = max_publishers
+        self._last: dict[str, int] = {}
+        self.lost = 0
+        self.supported: bool | None = None  # None until a message says whether the RMW fills the numbers
+
+    def observe(self, publisher: str, sequence: int) -> int:
+        """Record one received message; returns how many of this publisher's messages were skipped."""
+        if sequence <= 0 or sequence >= 2**63 - 1:  # RMW without sequence numbers: 0 or the "unsupported" max
+            self.supported = False if self.supported is None else self.supported
+            return 0
+        self.supported = True
+        last = self._last.pop(publisher, None)  # re-inserted last: dict order = least recently seen first
+        self._last[publisher] = sequence
+        if len(self._last) > self.max_publishers:
+            self._last.pop(next(iter(self._last)))
+        if last is None or sequence <= last:
+            return 0
+        gap = sequence - last - 1
+        self.lost += gap
+        return gap

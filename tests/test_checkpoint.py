@@ -179,3 +179,32 @@ def test_int8_scales_without_header_are_rejected(saved: tuple[SlimSegNet, Path],
     save_file(state, str(tmp_path / "small.safetensors"), metadata={"format": "slimseg-checkpoint/1"})
     with pytest.raises(SlimsegError, match="int8"):
         load_checkpoint(small)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("num_classes", 10**12), ("decoder_channels", 10**7), ("ppm_channels", 10**9), ("ppm_bins", [1, 10**6])],
+)
+def test_absurd_sizes_in_metadata_are_refused_before_allocating(
+    saved: tuple[SlimSegNet, Path], tmp_path: Path, key: str, value
+) -> None:
+    """Issue 16 #6: sizes read from a checkpoint are bounded, so a hostile file cannot ask for terabytes."""
+    stem = _copy(saved[1], tmp_path / "m")
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    meta["model"][key] = value
+    stem.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(SlimsegError, match=f"{key} .* out of range") as info:
+        load_checkpoint(stem)
+    assert "m.json" in str(info.value)
+
+
+def test_metadata_error_states_its_hint_once(saved: tuple[SlimSegNet, Path], tmp_path: Path) -> None:
+    """Issue 16 #7: the hint of a model-config error appears once in the message, not twice."""
+    stem = _copy(saved[1], tmp_path / "m")
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    meta["model"]["arch"] = "vgg"
+    stem.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(SlimsegError) as info:
+        load_checkpoint(stem)
+    text = str(info.value)
+    assert info.value.hint and text.count(info.value.hint) == 1, text

@@ -16,6 +16,7 @@ from slimseg_ros.image_codec import (
     ENCODINGS,
     SUPPORTED_ENCODINGS,
     compressed_to_rgb,
+    declared_size,
     fill_image,
     image_to_rgb,
 )
@@ -111,8 +112,11 @@ def test_compressed_decodes(fmt: str, ext: str) -> None:
 
 
 def test_compressed_bad_payload_and_format() -> None:
-    with pytest.raises(SlimsegError, match="could not decode"):
+    with pytest.raises(SlimsegError, match="no readable PNG/JPEG header"):
         compressed_to_rgb(CompressedImage(format="jpeg", data=b"not a jpeg at all"))
+    ok, data = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(SlimsegError, match="could not decode"):  # a header, then garbage
+        compressed_to_rgb(CompressedImage(format="jpeg", data=data.tobytes()[:200] + b"\x00" * 10))
     with pytest.raises(SlimsegError, match="no data"):
         compressed_to_rgb(CompressedImage(format="png", data=b""))
     with pytest.raises(SlimsegError, match="unsupported compressed format"):
@@ -284,3 +288,23 @@ def test_image_buffer_publishes_what_was_written_in_place() -> None:
         ImageBuffer(Image, "rgb8").pixels((3, 5))
     with pytest.raises(SlimsegError, match="before pixels"):
         ImageBuffer(Image, "rgb8").message(Image().header)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_declared_size_is_read_from_the_header(ext: str) -> None:
+    ok, data = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))
+    assert ok and declared_size(data.tobytes()) == (53, 37)
+
+
+def test_compressed_frame_beyond_the_pixel_limit_is_refused_before_decoding() -> None:
+    """Issue 16 #11: a small PNG that declares 10000x10000 is refused from its header, not decoded."""
+    ok, data = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    raw = bytearray(data.tobytes())
+    raw[16:24] = (10000).to_bytes(4, "big") + (10000).to_bytes(4, "big")  # IHDR width, height
+    msg = CompressedImage(format="png", data=bytes(raw))
+    limit = r"10000x10000 = 100000000 pixels exceeds max_input_pixels = 8294400"
+    with pytest.raises(SlimsegError, match=limit):
+        compressed_to_rgb(msg, max_pixels=3840 * 2160)
+    ok, small = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    out = compressed_to_rgb(CompressedImage(format="png", data=small.tobytes()), max_pixels=16)
+    assert out.shape == (4, 4, 3)

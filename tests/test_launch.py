@@ -109,12 +109,12 @@ def test_params_file_errors(tmp_path: Path) -> None:
     [
         ("policy", "turbo", "not one of"),
         ("backend", "cuda", "not one of"),
-        ("target_fps", 0.0, "> 0"),
+        ("target_fps", 0.0, r"out of range \(0, 1000\]"),
         ("target_fps", "fast", "number"),
         ("overlay_alpha", -0.1, r"\[0, 1\]"),
-        ("max_rate_hz", -1.0, ">= 0"),
+        ("max_rate_hz", -1.0, r"out of range \[0, 10000\]"),
         ("fps_window", 2.5, "integer"),
-        ("compressed", 1, "bool"),
+        ("compressed", 1, "true or false"),
         ("battery_thresholds", ["a"], "list of numbers"),
     ],
 )
@@ -265,3 +265,16 @@ def test_launch_description_loads() -> None:
     assert node is not None and rviz is not None
     rendered = module.rviz_config("/camera/image_raw", "/robot")
     assert _displays(Path(rendered).read_text())["Input"]["Topic"]["Value"] == "/camera/image_raw"
+
+
+def test_launch_arguments_agree_with_the_parameter_tables() -> None:
+    """Issue 14: launch keeps a literal table (readable without launch installed), so this test holds it to
+    the one definition of each name: policy and backend choices, and the policy parameters' descriptions."""
+    from slimseg_ros.policy_params import ROW_BY_NODE
+
+    table = _argument_table()
+    assert table["policy"][2] == ["", *P.POLICIES]
+    assert table["backend"][2] == ["", *P.BACKENDS]
+    for name, (_, description, _) in table.items():
+        if name in ROW_BY_NODE:
+            assert description.startswith(ROW_BY_NODE[name].description), name

@@ -125,13 +125,29 @@ def test_battery_out_of_range_is_ignored_with_reason(reading):
     assert "outside [0, 1]" in d.reason and "percent" in d.reason
 
 
-def test_charging_allows_widest_width_and_release_steps_back_down():
-    p = BatteryPolicy(WIDTHS)
+def test_charging_allows_widest_width_after_its_stable_period_and_release_steps_back_down():
+    p = BatteryPolicy(WIDTHS, charging_stable_s=5.0)
     battery_run(p, [0.15])
     d = p.update(Observation(1.0, battery=0.15, charging=True))
+    assert (d.width, d.changed) == (0.25, False)
+    d = p.update(Observation(6.0, battery=0.15, charging=True))
     assert (d.width, d.changed) == (1.0, True)
-    assert "charging" in d.reason
+    assert "charging for 5.0 s" in d.reason
     assert battery_run(p, [0.16], charging=False) == [0.25]
+
+
+@pytest.mark.parametrize("policy", ["battery", "budget"])
+def test_charging_status_flapping_does_not_oscillate(policy):
+    """Issue 16 #8: 20 CHARGING/DISCHARGING readings at 30 % gave 20 switches; a step up needs a stable
+    charge, so a flapping status keeps the level's width."""
+    p = make_policy(policy, WIDTHS)
+    p.update(Observation(0.0, battery=0.3, charging=False, latency_s=0.01))
+    decisions = [
+        p.update(Observation(0.1 * (i + 1), battery=0.3, charging=i % 2 == 0, latency_s=0.01))
+        for i in range(20)
+    ]
+    assert [d.width for d in decisions] == [0.5] * 20
+    assert not any(d.changed for d in decisions)
 
 
 def test_charging_ignored_when_disabled():
@@ -149,13 +165,14 @@ def test_battery_custom_thresholds_for_two_widths():
     [
         ({"thresholds": [0.2, 0.4]}, "thresholds needs 3 values"),
         ({"thresholds": [0.4, 0.2, 0.6]}, "strictly ascending"),
-        ({"thresholds": [0.0, 0.4, 0.6]}, r"battery threshold = 0 is out of range \(0, 1\)"),
+        ({"thresholds": [0.0, 0.4, 0.6]}, r"battery_thresholds = 0 is out of range \(0, 1\)"),
         ({"thresholds": [0.2, 0.4, 1.2]}, "out of range"),
         ({"thresholds": "abc"}, "must be a list of numbers"),
-        ({"hysteresis": -0.01}, r"hysteresis = -0.01 is out of range \[0, 0.5\)"),
+        ({"hysteresis": -0.01}, r"battery_hysteresis = -0.01 is out of range \[0, 0.5\)"),
         ({"hysteresis": 0.5}, "hysteresis"),
         ({"thresholds": [0.2, 0.4, 0.9], "hysteresis": 0.2}, "could never be regained"),
-        ({"charging_full": "yes"}, "charging_full must be true or false"),
+        ({"charging_full": "yes"}, "charging_full_width must be true or false"),
+        ({"charging_stable_s": -1.0}, r"charging_stable_s = -1 is out of range"),
         ({"initial_width": 0.3}, "initial_width 0.3 is not one of the available widths"),
     ],
 )
@@ -270,7 +287,7 @@ def test_fps_reset_forgets_measurements():
         ({"target_fps": -5}, "target_fps"),
         ({"target_fps": float("nan")}, "target_fps"),
         ({"target_fps": "fast"}, "target_fps must be a number"),
-        ({"window": 0}, r"window must be an integer number of frames in \[1, 100\]"),
+        ({"window": 0}, r"fps_window = 0 is out of range \[1, 100\]"),
         ({"window": 2.5}, "window"),
         ({"margin": 0.95}, "margin"),
         ({"stable_s": -1}, "stable_s"),
@@ -339,6 +356,7 @@ def test_every_policy_accepts_its_declared_parameter_names(name):
         "thresholds": [0.2, 0.4, 0.6],
         "hysteresis": 0.05,
         "charging_full": True,
+        "charging_stable_s": 2.0,
         "target_fps": 20.0,
         "window": 5,
         "margin": 0.1,

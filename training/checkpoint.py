@@ -180,7 +180,7 @@ def load_checkpoint(path: str | Path) -> tuple[SlimSegNet, dict[str, Any]]:
     try:
         cfg = ModelConfig.from_dict(meta["model"])
     except SlimsegError as exc:
-        raise SlimsegError(f"checkpoint metadata {meta_path}: {exc}", exc.hint) from exc
+        raise SlimsegError(f"checkpoint metadata {meta_path}: {exc.args[0]}", exc.hint) from exc
     state = _read_weights(weights, cfg.arch)
     model = SlimSegNet(cfg)
     _check_state(weights, state, model, cfg.arch)

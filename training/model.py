@@ -31,6 +31,23 @@ from slimseg_ros.training.slimmable import (
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
 
 
+# Bounds on sizes read from configs and checkpoint metadata: a hostile or corrupt file must fail here with
+# a message, not ask the allocator for terabytes. Labels travel as mono8, so 256 classes at most.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "num_classes": (1, 256), "ppm_bins": (1, 64), "channels": (8, 4096)
+}
+
+
+def _bounded(name: str, value: Any, low: int, high: int) -> int:
+    """An integer size within [low, high], else a SlimsegError naming the field and the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise SlimsegError(f"model {name} must be an integer, got {value!r}")
+    if not low <= int(value) <= high:
+        raise SlimsegError(f"model {name} = {int(value)} is out of range [{low}, {high}]",
+                           "the config or checkpoint metadata is corrupt or not a SlimSegNet's")
+    return int(value)
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild the network; stored in checkpoints and read from training YAML."""
@@ -51,18 +68,17 @@ class ModelConfig:
             raise SlimsegError(f"model arch {self.arch!r} is unknown", f"use one of: {', '.join(ENCODERS)}")
         if self.pretrained not in (None, "imagenet"):
             raise SlimsegError(f"model pretrained {self.pretrained!r} is unknown", "use imagenet or null")
-        if int(self.num_classes) < 1:
-            raise SlimsegError(f"model num_classes must be >= 1, got {self.num_classes}")
-        self.num_classes = int(self.num_classes)
+        self.num_classes = _bounded("num_classes", self.num_classes, *SIZE_LIMITS["num_classes"])
         ws = self.widths
-        if not ws or any(not 0 < w <= 1 for w in ws) or list(ws) != sorted(set(ws)):
+        if not 0 < len(ws) <= 16 or any(not 0 < w <= 1 for w in ws) or list(ws) != sorted(set(ws)):
             raise SlimsegError(f"model widths {list(ws)} are invalid",
-                               "give distinct widths in (0, 1], ascending, e.g. [0.25, 0.5, 0.75, 1.0]")
-        if not self.ppm_bins or min(self.ppm_bins) < 1:
-            raise SlimsegError(f"model ppm_bins {list(self.ppm_bins)} must be positive integers")
+                               "give 1 to 16 distinct widths in (0, 1], ascending, e.g. [0.5, 0.75, 1.0]")
+        if not self.ppm_bins:
+            raise SlimsegError("model ppm_bins is empty", "give pooling grid sizes, e.g. [1, 2, 3, 6]")
+        for b in self.ppm_bins:
+            _bounded("ppm_bins", b, *SIZE_LIMITS["ppm_bins"])
         for name in ("ppm_channels", "decoder_channels", "boundary_channels"):
-            if int(getattr(self, name)) < 8:
-                raise SlimsegError(f"model {name} must be >= 8, got {getattr(self, name)}")
+            setattr(self, name, _bounded(name, getattr(self, name), *SIZE_LIMITS["channels"]))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
