@@ -36,6 +36,7 @@ LANES: dict[str, dict[str, tuple[str, int]]] = {
         "ka_autoencoder": ("dev_ka_autoencoder", 0),
         "slimseg_ka_s0": ("dev_slimseg_ka", 0),
         "slimseg_ka_s1": ("dev_slimseg_ka", 1),
+        "slimseg_ka_beta5_s0": ("dev_slimseg_ka_beta5", 0),  # the fix tried after KA lost (docs/results.md)
     },
     "mgd": {
         "mgd_teacher_deep": ("dev_mgd_teacher_deep", 0),
@@ -107,6 +108,9 @@ def report(out_root: Path, baseline: Path, fraction: str) -> str:
     lines += ["", *_pair_table("KA, full labels: SlimSeg vs SlimSeg + KA", base_ka,
                                [done[n] for n in ("slimseg_ka_s0", "slimseg_ka_s1") if n in done],
                                ("slimseg", "+KA"))]
+    lines += ["", *_pair_table("KA with beta = 5 (adaptation weight / 10)", base_ka,
+                               [done[n] for n in ("slimseg_ka_beta5_s0",) if n in done],
+                               ("slimseg", "+KA b5"))]
     lines += ["", *_pair_table(f"MGD, {fraction} labels: supervised-only SlimSeg vs SlimSeg + MGD",
                                [done[n] for n in ("sup_s0", "sup_s1") if n in done],
                                [done[n] for n in ("mgd_s0", "mgd_s1") if n in done],
