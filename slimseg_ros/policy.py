@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from slimseg_ros.manifest import same_width
+
 # Tolerance for battery readings a hair outside [0, 1] from float rounding in drivers.
 _BATTERY_EPS = 1e-6
 
@@ -71,7 +73,7 @@ def _check_member(name: str, value: Any, widths: Sequence[float]) -> float:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a number, got {value!r}") from exc
     for w in widths:
-        if abs(w - v) < 1e-9:
+        if same_width(w, v):
             return w
     raise ValueError(f"{name} {v:g} is not one of the available widths {_fmt_widths(widths)}")
 
