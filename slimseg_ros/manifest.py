@@ -117,6 +117,7 @@ class PlanRecord:
     compute_capability: str | None = None
     workspace_mb: int | None = None
     built: str | None = None
+    extra: tuple[tuple[str, Any], ...] = ()  # keys this version does not know, kept for round trips
 
     @classmethod
     def parse(cls, ref: Any, what: str, path: Path | None) -> PlanRecord:
@@ -126,10 +127,13 @@ class PlanRecord:
         mb = ref.get("workspace_mb")
         if mb is not None and (not isinstance(mb, int) or isinstance(mb, bool)):
             raise _fail(path, f"{what} workspace_mb must be an integer")
-        return cls(base.file, base.sha256, workspace_mb=mb, **text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = tuple((k, v) for k, v in ref.items() if k not in known)
+        return cls(base.file, base.sha256, workspace_mb=mb, extra=extra, **text)
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self)) | {"sha256": self.sha256}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return _drop_none(fields) | {"sha256": self.sha256} | dict(self.extra)
 
 
 @dataclass(frozen=True)
@@ -145,19 +149,20 @@ class LatencyRecord:
     machine: str | None = None
     date: str | None = None
     source: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     @classmethod
     def parse(cls, record: Any, what: str, path: Path | None) -> LatencyRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(record, dict) or not isinstance(record.get("p50_ms"), (int, float)):
+        if not isinstance(record, dict) or not isinstance(record.get("p50_ms"), (int, float)) \
+                or isinstance(record.get("p50_ms"), bool):
             raise _fail(path, f"{what} needs a numeric p50_ms")
-        unknown = set(record) - names
-        if unknown:
-            raise _fail(path, f"{what} has unknown keys {sorted(unknown)}")
-        return cls(**record)
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in record.items() if k in names},
+                   extra={k: v for k, v in record.items() if k not in names})
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return _drop_none(fields) | dict(self.extra)
 
 
 @dataclass(frozen=True)

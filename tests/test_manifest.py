@@ -134,6 +134,8 @@ def test_width_precision_fields_round_trip(tmp_path):
     data = _data(tmp_path)
     data["widths"][0].update(precision="int8", precision_reason="int8 within 0.3 mIoU of fp32")
     data["widths"][1].update(precision="fp32")
+    data["widths"][2]["latency"] = {"cpu": {"p50_ms": 2.0, "gpu_clock_mhz": 900}}  # newer keys survive
+    data["widths"][2]["engines"] = [{"file": "p.plan", "sha256": None, "dla_core": 1}]
     m = Manifest(data, tmp_path)
     assert m.entry(0.5).precision == "int8" and m.entry(0.5).precision_reason.startswith("int8 within")
     assert m.entry(0.25).precision == "fp32" and m.entry(0.25).precision_reason is None
