@@ -3,8 +3,9 @@
 The manifest is the contract between the offline tools (which write it) and the backends and node (which
 read it). It is parsed once, at load, into frozen dataclasses, so a bad file fails with one sentence naming
 the file instead of a KeyError deep inside a backend, and no reader pokes at a raw dict. Each section has
-one writer: `slimseg export` creates the manifest (`Manifest.from_sections`), `slimseg build-engines`
-records plans (`record_plan`), `slimseg bench` records latency (`record_latency`). The runtime never writes
+one writer: `slimseg export` creates the manifest (`Manifest.from_sections`; `--int8 auto` adds
+`record_precision`), `slimseg build-engines` records plans (`record_plan`), `slimseg bench` records latency
+(`record_latency`). The runtime never writes
 it (TensorRT plans built at start go to a plan cache, see backends/tensorrt/cache.py).
 
 Paths inside are relative to the manifest's folder so an export folder can be copied to a robot as a whole;
@@ -459,6 +460,10 @@ class Manifest:
     def flops(self, width: float) -> float | None:
         return self.entry(width).flops
 
+    def precision(self, width: float) -> str:
+        """fp32 or int8: the precision of the width's ONNX graph (fp32 when export recorded none)."""
+        return self.entry(width).precision or "fp32"
+
     def latency_ms(self, width: float, backend: str) -> float | None:
         """Median latency `slimseg bench` recorded for this width on this backend, if any."""
         record = self.entry(width).latency.get(backend)
@@ -502,6 +507,16 @@ class Manifest:
         kept = tuple(p for p in self.entry(width).engines
                      if any(getattr(p, k) != getattr(plan, k) for k in key))
         self._replace(width, engines=(*kept, plan))
+
+    def record_precision(self, width: float, precision: str, reason: str,
+                         onnx: FileRef | None = None) -> None:
+        """`slimseg export --int8 auto`: the precision kept for a width, why, and its graph if it changed."""
+        if precision not in WIDTH_PRECISIONS:
+            raise SlimsegError(f"precision {precision!r} is not one of {WIDTH_PRECISIONS}", "fix the caller")
+        changes: dict[str, Any] = {"precision": precision, "precision_reason": reason}
+        if onnx is not None:
+            changes["onnx"] = onnx
+        self._replace(width, **changes)
 
     def with_graphs(self, postprocess: str, graphs: Mapping[float, FileRef], root: str | Path) -> Manifest:
         """A copy whose widths use other graphs (export's post-processing comparison), rooted elsewhere."""

@@ -158,6 +158,28 @@ def test_auto_and_unknown_names(manifest_path):
         create_backend("onnxruntime-tensorrt", manifest_path)
 
 
+def test_backend_names_are_one_table(manifest_path):
+    """The node's choices, bench's choices and create_backend all come from backends/registry.py."""
+    import argparse
+    import importlib.util
+
+    from slimseg_ros import params
+    from slimseg_ros.backends import registry
+    from slimseg_ros.backends.base import Backend
+    from slimseg_ros.engines import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    option = next(a for a in parser._actions if a.dest == "backend")
+    assert tuple(option.choices) == registry.BACKEND_NAMES == ("auto", *registry.KINDS)
+    assert params.BACKENDS == registry.NODE_BACKENDS and set(params.BACKENDS) <= set(registry.BACKEND_NAMES)
+    for name, kind in registry.KINDS.items():  # every name leads to a Backend class (found lazily, by name)
+        if all(importlib.util.find_spec(m) for m in kind.needs):
+            assert issubclass(getattr(importlib.import_module(kind.module), kind.cls), Backend), name
+    with create_backend("onnxruntime", manifest_path, threads=1) as backend:  # a family name: default device
+        assert backend.name == "onnxruntime-cpu"
+
+
 def test_closed_backend_refuses(manifest_path):
     backend = create_backend("onnxruntime", manifest_path, threads=1)
     backend.close()

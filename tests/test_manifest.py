@@ -12,6 +12,7 @@ from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import (
     FORMAT,
     WIDTH_TOL,
+    FileRef,
     LatencyRecord,
     Manifest,
     PlanRecord,
@@ -139,8 +140,15 @@ def test_width_precision_fields_round_trip(tmp_path):
     m = Manifest(data, tmp_path)
     assert m.entry(0.5).precision == "int8" and m.entry(0.5).precision_reason.startswith("int8 within")
     assert m.entry(0.25).precision == "fp32" and m.entry(0.25).precision_reason is None
-    assert m.entry(1.0).precision is None
+    assert m.entry(1.0).precision is None and m.precision(1.0) == "fp32"
     assert Manifest.load(m.save(tmp_path)).to_dict() == data
+    int8 = FileRef("w1.0.int8.onnx", "0" * 64)
+    m.record_precision(1.0, "int8", "3 % faster, 99.6 % agreement", onnx=int8)  # export --int8 auto's writer
+    again = Manifest.load(m.save(tmp_path))
+    assert again.precision(1.0) == "int8" and again.entry(1.0).onnx == int8
+    assert again.entry(1.0).precision_reason == "3 % faster, 99.6 % agreement"
+    with pytest.raises(SlimsegError, match="precision 'fp16' is not one of"):
+        m.record_precision(1.0, "fp16", "no")
 
 
 def test_one_width_equality():
