@@ -37,7 +37,7 @@ import numpy as np
 
 from slimseg_ros.backends import BACKEND_NAMES, Backend, create_backend
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import Manifest
+from slimseg_ros.manifest import LatencyRecord, Manifest
 
 BLOCK = 10  # frames per width before moving to the next width
 
@@ -266,7 +266,7 @@ def summarise(manifest: Manifest, samples: dict[float, list[float]]) -> dict[flo
     rows: dict[float, dict[str, float]] = {}
     for w, values in samples.items():
         arr = np.asarray(values)
-        flops = float(manifest.entry(w).get("flops") or 0.0)
+        flops = float(manifest.flops(w) or 0.0)
         row = {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
                "mean_ms": float(arr.mean()), "fps": float(1e3 / arr.mean()), "frames": int(arr.size)}
         row["gflops"] = flops / 1e9
@@ -485,11 +485,10 @@ def run(args: argparse.Namespace) -> int:
     if args.update_manifest:
         stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         for width, row in rows.items():
-            manifest.set_latency(width, name, {
-                "p50_ms": round(row["p50_ms"], 3), "p95_ms": round(row["p95_ms"], 3),
-                "fps": round(row["fps"], 2),
-                "ms_per_gflop": round(row["ms_per_gflop"], 4), "frames": row["frames"],
-                "threads": args.threads, "machine": machine, "date": stamp})
+            manifest.record_latency(width, name, LatencyRecord(
+                p50_ms=round(row["p50_ms"], 3), p95_ms=round(row["p95_ms"], 3), fps=round(row["fps"], 2),
+                ms_per_gflop=round(row["ms_per_gflop"], 4), frames=row["frames"], threads=args.threads,
+                machine=machine, date=stamp))
         print(f"updated {manifest.save()}")
     if args.markdown:
         write_markdown(Path(args.markdown), f"{name}:{w}x{h}", section)

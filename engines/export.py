@@ -33,10 +33,18 @@ from typing import Any
 
 from slimseg_ros.engines.quantize import SCHEMES
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import FORMAT, MANIFEST_NAME, Manifest, sha256_file
+from slimseg_ros.manifest import (
+    DEFAULT_POSTPROCESS,
+    MANIFEST_NAME,
+    POSTPROCESS_MODES,
+    FileRef,
+    Manifest,
+    WidthEntry,
+    match_width,
+    sha256_file,
+)
 
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 360, 480
-DEFAULT_POSTPROCESS = "quarter"  # kept equal to engines/onnx_graph.py (importing it would pull in torch)
 
 
 def onnx_name(width: float, postprocess: str = DEFAULT_POSTPROCESS) -> str:
@@ -140,7 +148,7 @@ def export_model(
                            "the network works at 1/8 resolution; e.g. 360x480 or 96x128")
     available = [float(w) for w in model.cfg.widths]
     chosen = sorted(available if not widths else [float(w) for w in widths])
-    unknown = [w for w in chosen if not any(abs(w - a) < 1e-6 for a in available)]
+    unknown = [w for w in chosen if match_width(w, available) is None]
     if unknown:
         raise SlimsegError(f"widths {unknown} are not in the model", f"the model has {available}")
     mean, std = [float(v) for v in meta["mean"]], [float(v) for v in meta["std"]]
@@ -152,11 +160,9 @@ def export_model(
         graph = DeployGraph(subnet, mean, std, postprocess=postprocess, keep_logits=keep_logits)
         path = export_graph(graph, out_dir / onnx_name(w, postprocess), height, width, opset)
         flops, params = flops_and_params(subnet, height, width)
-        entry: dict[str, Any] = {"width": w, "onnx": {"file": path.name, "sha256": sha256_file(path)},
-                                 "flops": flops, "params": params}
-        if accuracy and round(w, 6) in accuracy:
-            entry["accuracy"] = accuracy[round(w, 6)]
-        entries.append(entry)
+        scores = accuracy.get(round(w, 6)) if accuracy else None
+        entries.append(WidthEntry(width=w, onnx=FileRef(path.name, sha256_file(path)), flops=flops,
+                                  params=params, accuracy=scores))
         log(f"width {w:g}: {path.name}  {flops / 1e9:.3f} GFLOPs  {params / 1e6:.2f} M params  "
             f"({time.perf_counter() - t0:.1f} s)")
     model_info: dict[str, Any] = {"arch": model.cfg.arch, "num_classes": len(classes)}
@@ -171,8 +177,7 @@ def export_model(
             weights = out_dir / weights.name
         model_info["checkpoint"] = os.path.relpath(weights.resolve(), out_dir.resolve())
         model_info["checkpoint_sha256"] = sha256_file(weights)
-    data = {
-        "format": FORMAT,
+    sections = {
         "model": model_info,
         "input": {"height": height, "width": width, "encoding": "rgb8", "layout": "NHWC", "dtype": "uint8"},
         "normalization": {"mean": mean, "std": std, "scale": "0-255"},
@@ -181,9 +186,8 @@ def export_model(
         "classes": classes,
         "ignore_index": int(meta.get("ignore_index", 255)),
         "export": {"opset": opset, "exporter": "torch.onnx legacy (TorchScript)"},
-        "widths": entries,
     }
-    return Manifest(data, out_dir).save(out_dir / MANIFEST_NAME)
+    return Manifest.from_sections(sections, entries, out_dir).save(out_dir / MANIFEST_NAME)
 
 
 # --- cheaper post-processing vs exact on real frames --------------------------------------------------------
@@ -201,7 +205,7 @@ def compare_postprocess(model: Any, meta: dict[str, Any], manifest_path: Path, d
     import torch
 
     from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from slimseg_ros.engines.onnx_graph import POSTPROCESS_MODES, DeployGraph
+    from slimseg_ros.engines.onnx_graph import DeployGraph
     from slimseg_ros.training.metrics import confusion_matrix, mean_iou
 
     manifest = Manifest.load(manifest_path)
@@ -214,14 +218,12 @@ def compare_postprocess(model: Any, meta: dict[str, Any], manifest_path: Path, d
         for mode in POSTPROCESS_MODES:
             if mode in runs:
                 continue
-            alt = manifest.copy()
-            for entry in alt.data["widths"]:
-                subnet = model.subnet(entry["width"]).eval()
-                graph = DeployGraph(subnet, meta["mean"], meta["std"], postprocess=mode)
-                path = export_graph(graph, Path(tmp) / onnx_name(entry["width"], mode), h, w, opset)
-                entry["onnx"] = {"file": str(path), "sha256": sha256_file(path)}
-            alt.data["postprocess"] = mode
-            runs[mode] = OnnxRuntimeBackend(alt)
+            graphs = {}
+            for width in manifest.widths:
+                graph = DeployGraph(model.subnet(width).eval(), meta["mean"], meta["std"], postprocess=mode)
+                path = export_graph(graph, Path(tmp) / onnx_name(width, mode), h, w, opset)
+                graphs[width] = FileRef(path.name, sha256_file(path))
+            runs[mode] = OnnxRuntimeBackend(manifest.with_graphs(mode, graphs, tmp))
         n = manifest.num_classes
         results: dict[str, Any] = {"split": split, "frames": len(images), "size": [h, w], "widths": {}}
         for width in manifest.widths:
@@ -265,7 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", type=float, nargs="+", help="subset of the model's widths (default all)")
     parser.add_argument("--eval-json", help="accuracy per width (JSON from `slimseg eval`) for the manifest")
     parser.add_argument("--keep-logits", action="store_true", help="add a float32 'logits' output")
-    parser.add_argument("--postprocess", choices=("fast", "quarter", "exact"), default=DEFAULT_POSTPROCESS,
+    parser.add_argument("--postprocess", choices=POSTPROCESS_MODES, default=DEFAULT_POSTPROCESS,
                         help="fast: argmax at 1/8 + nearest; quarter (default): 2x bilinear, argmax at "
                              "1/4 + nearest; exact: full-size bilinear, argmax")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

@@ -4,7 +4,7 @@ Putting the cast, normalisation, post-processing and argmax in the graph means t
 pixel each way instead of one float per class per pixel, and every backend (ONNX Runtime, TensorRT, the
 PyTorch backend, which runs this same module) computes exactly the same thing.
 
-Post-processing modes:
+Post-processing modes (their names and the default are defined once, in slimseg_ros/manifest.py):
 - `fast`: argmax on the 1/8-resolution logits, then nearest upsampling of the labels. The issue measured
   bilinear upsampling of full-resolution logits as the dominant cost of narrow widths on a GPU.
 - `quarter`: bilinear 2x upsampling of the 1/8 logits, argmax at 1/4, nearest upsampling of the labels:
@@ -20,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-POSTPROCESS_MODES = ("fast", "quarter", "exact")
-DEFAULT_POSTPROCESS = "quarter"  # within 0.15 mIoU point of exact on CamVid val; fast lost up to 1 point
+from slimseg_ros.manifest import DEFAULT_POSTPROCESS, POSTPROCESS_MODES
+
+__all__ = ["DEFAULT_POSTPROCESS", "NETWORK_ONLY", "POSTPROCESS_MODES", "DeployGraph"]
+
 NETWORK_ONLY = "none"  # timing reference for the benchmark: normalise + network, 1/8 logits out, no labels
 
 

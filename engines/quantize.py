@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import Manifest, sha256_file
+from slimseg_ros.manifest import FileRef, Manifest, sha256_file
 
 DEV_SPLIT = "train:0001TP"  # sequence-held-out development split (docs/results.md)
 CALIBRATION_SPLIT = "val"  # sequence 0016E5: calibration never sees the frames it is judged on
@@ -179,9 +179,10 @@ def int8_auto(manifest_path: Path, data: str | Path, threads: int = 1, frames: i
     dev_images, dev_targets = split_frames(data, DEV_SPLIT, size)
     quantized = manifest.copy()
     for w in manifest.widths:
-        fp32_file = manifest.entry(w)["onnx"]["file"]
+        fp32_file = manifest.entry(w).onnx.file
         path = quantize_graph(manifest.verify(w), manifest.resolve(int8_name(fp32_file)), calib, scheme)
-        quantized.entry(w)["onnx"] = {"file": path.name, "sha256": sha256_file(path)}
+        graph = FileRef(path.name, sha256_file(path))
+        quantized.record_precision(w, "int8", f"candidate ({scheme})", onnx=graph)
         log(f"width {w:g}: quantised ({scheme}) to {path.name} on {len(calib)} {CALIBRATION_SPLIT} frames")
     settings = thread_settings(len(_cores()))
     if (threads, False) not in settings:
@@ -203,20 +204,19 @@ def int8_auto(manifest_path: Path, data: str | Path, threads: int = 1, frames: i
     for w in manifest.widths:
         speed = {p: rows[(w, p, threads, False)] for p in ("fp32", "int8")}
         precision, reason = decide(acc[w], speed, threads)
-        entry = manifest.entry(w)
         if precision == "int8":
-            entry["onnx"] = quantized.entry(w)["onnx"]
+            manifest.record_precision(w, precision, reason, onnx=quantized.entry(w).onnx)
         else:
-            manifest.resolve(int8_name(entry["onnx"]["file"])).unlink(missing_ok=True)
-        entry["precision"], entry["precision_reason"] = precision, reason
+            manifest.resolve(int8_name(manifest.entry(w).onnx.file)).unlink(missing_ok=True)
+            manifest.record_precision(w, precision, reason)
         report["widths"][f"{w:g}"] = {
             "precision": precision, "reason": reason, **acc[w],
             "latency": {f"{p} {setting_label(*st)}": rows[(w, p, *st)] for p in ("fp32", "int8")
                         for st in settings}}
         log(f"width {w:g}: {precision} ({reason})")
-    manifest.data.setdefault("export", {})["int8"] = {
+    manifest.record_export("int8", {
         "mode": "auto", "scheme": scheme, "calibration": report["calibration"], "dev_split": DEV_SPLIT,
-        "min_agreement": MIN_AGREEMENT, "threads": threads}
+        "min_agreement": MIN_AGREEMENT, "threads": threads})
     manifest.save()
     return report
 

@@ -54,7 +54,7 @@ ARGUMENTS: dict[str, tuple[str, str, list[str] | None]] = {
     "backend": (
         "",
         "inference backend; empty = the params file's value",
-        ["", "auto", "onnxruntime", "torch", "tensorrt"],
+        ["", "auto", "tensorrt", "onnxruntime", "torch"],
     ),
     "policy": (
         "",

@@ -148,7 +148,7 @@ def _montage(manifest_path: Path, frames: list[Frame], out: Path, backend_name: 
     per width, which the fps phase's target and the node's first guesses start from."""
     from slimseg_ros.backends import create_backend
     from slimseg_ros.demo_report import WidthResult, miou, montage
-    from slimseg_ros.manifest import Manifest
+    from slimseg_ros.manifest import LatencyRecord, Manifest
 
     manifest = Manifest.load(manifest_path)
     options = {"threads": threads} if backend_name.startswith("onnxruntime") and threads > 0 else {}
@@ -178,7 +178,7 @@ def _montage(manifest_path: Path, frames: list[Frame], out: Path, backend_name: 
                 backend.infer(frame.rgb, width)
                 times.append(1e3 * (time.perf_counter() - t))
             latency[width] = float(np.median(times))
-            flops = manifest.entry(width).get("flops")
+            flops = manifest.flops(width)
             results.append(WidthResult(width, preds[width], scores[width] if scores else None,
                                        flops / 1e9 if flops else None, latency[width]))
         if spread is not None:
@@ -191,14 +191,14 @@ def _montage(manifest_path: Path, frames: list[Frame], out: Path, backend_name: 
             why = (f"of the {len(candidates)} played frames, the one where widths {backend.widths[0]:g} and "
                    f"{backend.widths[-1]:g} disagree most ({100 * disagree:.1f}% of pixels); no ground truth")
         h, w = manifest.input_size
-        name = Path(manifest.data["model"].get("checkpoint", "")).stem or manifest.data["model"]["arch"]
+        name = manifest.model_name
         note = (f"model {name}, network input {w}x{h}; latency: {backend.name} on {threads or 'default'} CPU "
                 f"thread(s), median of 5 runs on this machine; GFLOPs at the network input size")
-        classes = sorted(manifest.data["classes"], key=lambda c: c["id"])
+        classes = manifest.class_table()
         panels = montage(frame.rgb, frame.label, results, classes, manifest.ignore_index,
                          out / OUTPUTS["montage"], title=f"Frame {frame.name}: {why}", note=note)
         for width, ms in latency.items():  # the node's fps policy starts from these instead of FLOPs
-            manifest.set_latency(width, backend.name, {"p50_ms": ms, "frames": 5, "source": "slimseg demo"})
+            manifest.record_latency(width, backend.name, LatencyRecord(ms, frames=5, source="slimseg demo"))
         try:
             manifest.save()
         except OSError as exc:  # a read-only export still runs; the node then falls back to FLOPs
@@ -556,14 +556,14 @@ def report(driver, frames: list[Frame], phases: list[dict], policy: dict, target
     track = Track(frames=[f.rgb for f in frames], publish_t=rec.publish_t, publish_frame=rec.publish_frame,
                   label_index=rec.label_index, label_t=rec.label_t, labels=rec.label_png, samples=samples,
                   switches=switches, phases=phases)
-    animation = render(track, widths, make_palette(data.data["classes"]), camera_fps, outputs["video"],
+    animation = render(track, widths, make_palette(data.colors), camera_fps, outputs["video"],
                        outputs["preview"])
     animation.update(mp4=OUTPUTS["video"], gif=OUTPUTS["preview"])
     outputs["stamps"].write_text(json.dumps(animation.pop("stamps")))
     last = rec.diagnostics[-1] if rec.diagnostics else {}
     summary = {
         "model": {"manifest": manifest.name, "widths": widths, "input_size": list(data.input_size),
-                  "checkpoint": data.data["model"].get("checkpoint"), "arch": data.data["model"].get("arch")},
+                  "checkpoint": data.model.get("checkpoint"), "arch": data.model.get("arch")},
         "policy": params,
         "latency_ms_single_frame": {f"{w:g}": v for w, v in latency.items()},
         "phases": phases,

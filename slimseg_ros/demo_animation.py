@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from slimseg_ros.manifest import same_width
 from slimseg_ros.visualize import overlay_labels
 
 # What each frame is stamped with (the README's caption and the tests read this list).
@@ -72,7 +73,7 @@ def _gauge(img: np.ndarray, widths: Sequence[float], current: float | None, flas
     x0 = right - len(widths) * (box + gap)
     for i, w in enumerate(widths):
         x = x0 + i * (box + gap)
-        active = current is not None and abs(w - current) < 1e-6
+        active = current is not None and same_width(w, current)
         fill = (YELLOW if flash else WHITE) if active else (45, 45, 45)  # survive the GIF's 64 colours
         cv2.rectangle(img, (x, 14), (x + box, 44), fill, -1)
         cv2.rectangle(img, (x, 14), (x + box, 44), (160, 160, 160), 1)

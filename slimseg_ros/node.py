@@ -409,7 +409,7 @@ class SlimsegNode(LifecycleNode):
         self._pending: tuple[WidthPolicy, str] | None = None
         self.width = self.policy.width
 
-        self.palette = make_palette(self.manifest.data["classes"])
+        self.palette = make_palette(self.manifest.colors)
         # letterbox padding at the normalisation mean reaches the network as zeros; crop margins get void
         norm = self.manifest.normalization
         self._pad_value = tuple(int(round(v)) for v in norm[0]) if norm else (0, 0, 0)
@@ -482,10 +482,9 @@ class SlimsegNode(LifecycleNode):
         Latency measured on this backend (`slimseg bench --update-manifest`) beats FLOPs, which overstate
         how much slower wide widths run (fixed per-layer overheads); FLOPs beat plain width ratios.
         """
-        for read in (lambda e: (e.get("latency") or {}).get(self.backend.name, {}).get("p50_ms"),
-                     lambda e: e.get("flops")):
+        for read in (lambda w: self.manifest.latency_ms(w, self.backend.name), self.manifest.flops):
             try:
-                costs = [float(read(self.manifest.entry(w)) or 0) for w in widths]
+                costs = [float(read(w) or 0) for w in widths]
             except (SlimsegError, TypeError, ValueError, AttributeError):
                 continue
             if all(c > 0 for c in costs):
@@ -503,12 +502,12 @@ class SlimsegNode(LifecycleNode):
     def _declare_info_parameters(self) -> None:
         """Class metadata as parameters; read-only to users (the set-parameters callback refuses them)."""
         assert self.backend is not None
-        classes = self.manifest.data["classes"]
+        classes = self.manifest.classes
         described = ParameterDescriptor(description="from the manifest (informational, read-only)")
         self._declaring_info = True
         try:
-            self.declare_parameter("info.class_names", [str(c["name"]) for c in classes], described)
-            self.declare_parameter("info.class_ids", [int(c["id"]) for c in classes], described)
+            self.declare_parameter("info.class_names", [c.name for c in classes], described)
+            self.declare_parameter("info.class_ids", [c.id for c in classes], described)
             self.declare_parameter("info.widths", [float(w) for w in self.backend.widths], described)
         finally:
             self._declaring_info = False
@@ -516,9 +515,8 @@ class SlimsegNode(LifecycleNode):
     def _publish_latched(self) -> None:
         """~/class_info, ~/label_info and ~/width, latched: published when the publishers are enabled."""
         assert self.backend is not None
-        classes = self.manifest.data["classes"]
         info = {
-            "classes": classes,
+            "classes": self.manifest.class_table(),
             "ignore_index": self.manifest.ignore_index,
             "widths": self.backend.widths,
             "disabled": {f"{w:g}": r for w, r in self.backend.disabled.items()},
@@ -529,7 +527,7 @@ class SlimsegNode(LifecycleNode):
         if self.pub_label_info is not None:
             msg = LabelInfo(threshold=0.0)
             msg.header.stamp = self.get_clock().now().to_msg()
-            msg.class_map = [VisionClass(class_id=int(c["id"]), class_name=str(c["name"])) for c in classes]
+            msg.class_map = [VisionClass(class_id=c.id, class_name=c.name) for c in self.manifest.classes]
             self.pub_label_info.publish(msg)
         self.pub_width.publish(Float32(data=float(self.width)))
 

@@ -7,7 +7,6 @@ Defaults are read from the shipped params file so that file stays the single sou
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +14,14 @@ from typing import Any
 
 import yaml
 
+from slimseg_ros.backends.registry import NODE_BACKENDS
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.manifest import same_width
 from slimseg_ros.policy_params import ROW_BY_NODE, ROWS, Bound, check_together, coerce_value
 from slimseg_ros.resize import RESIZE_MODES
 
 NODE_NAME = "slimseg_node"
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+BACKENDS = NODE_BACKENDS
 POLICIES = ("fixed", "battery", "fps", "budget")
 
 
@@ -220,7 +221,7 @@ def check_all(values: dict[str, Any], widths: list[float] | None = None) -> None
 def match_width(value: float, widths: list[float]) -> float:
     """The available width equal to `value` (YAML floats may differ in the last bit), else ValueError."""
     for w in widths:
-        if math.isclose(w, float(value), abs_tol=1e-6):
+        if same_width(w, value):
             return w
     raise ValueError(
         f"width {value:g} is not an available width; available: {', '.join(f'{w:g}' for w in widths)}"

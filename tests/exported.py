@@ -193,7 +193,7 @@ def _intact(folder: Path, manifest_text: str) -> bool:
     try:
         for w in manifest.widths:
             manifest.verify(w)
-        verify_file(manifest.checkpoint_path(), manifest.data["model"].get("checkpoint_sha256"))
+        verify_file(manifest.checkpoint_path(), manifest.checkpoint_sha256)
     except SlimsegError:
         return False
     return (folder / "checkpoint.json").is_file()

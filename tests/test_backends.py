@@ -7,12 +7,14 @@ The ONNX Runtime tests are runtime tests: they run without torch on an export ma
 from __future__ import annotations
 
 import shutil
+import stat
 import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 from exported import DATA, camvid_frames, runtime_export
 
 from slimseg_ros.backends import WidthUnavailable, auto_candidates, create_backend
@@ -111,14 +113,30 @@ def test_unloadable_or_missing_file_disables_its_width(export_copy):
     manifest = Manifest.load(export_copy)
     garbage = manifest.onnx_path(0.25)
     garbage.write_bytes(b"not an onnx model")  # sha256 updated below, so only the load itself can fail
-    manifest.entry(0.25)["onnx"]["sha256"] = sha256_file(garbage)
+    data = yaml.safe_load((export_copy / "manifest.yaml").read_text())
+    next(e for e in data["widths"] if e["width"] == 0.25)["onnx"]["sha256"] = sha256_file(garbage)
+    (export_copy / "manifest.yaml").write_text(yaml.safe_dump(data))
     manifest.onnx_path(1.0).unlink()
-    manifest.save()
     backend = create_backend("onnxruntime", export_copy, threads=1)
     assert backend.widths == [0.5, 0.75]
     assert "could not load" in backend.disabled[0.25]
     assert "not found" in backend.disabled[1.0]
     backend.close()
+
+
+def test_read_only_model_folder_runs_and_is_left_as_it_was(export_copy):
+    """A robot's model folder may be read-only (chmod -w, a read-only mount): the runtime only reads it."""
+    for path in [export_copy, *export_copy.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    before = {p: p.read_bytes() for p in export_copy.rglob("*") if p.is_file()}
+    try:
+        with create_backend("onnxruntime", export_copy, threads=1) as backend:
+            assert backend.widths == [0.25, 0.5, 0.75, 1.0]
+            assert backend.infer(np.full((H, W, 3), 90, np.uint8), 0.5).shape == (H, W)
+        assert {p: p.read_bytes() for p in export_copy.rglob("*") if p.is_file()} == before
+    finally:
+        for path in [export_copy, *export_copy.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
 def test_no_usable_width_is_an_error(export_copy):
@@ -138,6 +156,28 @@ def test_auto_and_unknown_names(manifest_path):
         create_backend("openvino", manifest_path)
     with pytest.raises(SlimsegError, match="not available"):
         create_backend("onnxruntime-tensorrt", manifest_path)
+
+
+def test_backend_names_are_one_table(manifest_path):
+    """The node's choices, bench's choices and create_backend all come from backends/registry.py."""
+    import argparse
+    import importlib.util
+
+    from slimseg_ros import params
+    from slimseg_ros.backends import registry
+    from slimseg_ros.backends.base import Backend
+    from slimseg_ros.engines import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    option = next(a for a in parser._actions if a.dest == "backend")
+    assert tuple(option.choices) == registry.BACKEND_NAMES == ("auto", *registry.KINDS)
+    assert params.BACKENDS == registry.NODE_BACKENDS and set(params.BACKENDS) <= set(registry.BACKEND_NAMES)
+    for name, kind in registry.KINDS.items():  # every name leads to a Backend class (found lazily, by name)
+        if all(importlib.util.find_spec(m) for m in kind.needs):
+            assert issubclass(getattr(importlib.import_module(kind.module), kind.cls), Backend), name
+    with create_backend("onnxruntime", manifest_path, threads=1) as backend:  # a family name: default device
+        assert backend.name == "onnxruntime-cpu"
 
 
 def test_closed_backend_refuses(manifest_path):
@@ -178,8 +218,8 @@ def test_bench_records_latency_and_markdown(manifest_path, tmp_path, frames):
     assert bench.run(args) == 0  # a second run replaces its section instead of appending another
     manifest = Manifest.load(copy)
     for w in manifest.widths:
-        rec = manifest.entry(w)["latency"]["onnxruntime-cpu"]
-        assert rec["frames"] == 3 and 0 < rec["p50_ms"] <= rec["p95_ms"] and "cores" in rec["machine"]
+        rec = manifest.entry(w).latency["onnxruntime-cpu"]
+        assert rec.frames == 3 and 0 < rec.p50_ms <= rec.p95_ms and "cores" in rec.machine
     text = md.read_text()
     assert "hand-written notes stay" in text and text.count("<!-- bench:onnxruntime-cpu:128x96 -->") == 1
     assert text.count("| 0.25 |") == 1 and "Command: `slimseg bench" in text
@@ -187,7 +227,7 @@ def test_bench_records_latency_and_markdown(manifest_path, tmp_path, frames):
 
 
 def test_tensorrt_device_strings():
-    from slimseg_ros.backends import _gpu_index
+    from slimseg_ros.backends.tensorrt.cuda import gpu_index as _gpu_index
 
     assert [_gpu_index(d) for d in (None, "", 0, "2", "cuda", "cuda:1")] == [0, 0, 0, 2, 0, 1]
     with pytest.raises(SlimsegError, match="not a GPU index"):

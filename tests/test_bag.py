@@ -154,7 +154,7 @@ def test_recorded_mcap_holds_input_and_outputs_equal_to_the_backend(recorded, ma
     assert [stamp(m) for _, m in labels] == [stamp(m) for _, m in inputs]  # the input header kept
     assert [float(m.data) for _, m in topics[f"{NODE}/width"]] == [1.0]  # config default: fixed, 1.0
     classes = json.loads(topics[f"{NODE}/class_info"][0][1].data)
-    names = [c["name"] for c in Manifest.load(manifest).data["classes"]]
+    names = Manifest.load(manifest).class_names
     assert classes["widths"] == [0.25, 0.5, 0.75, 1.0] and [c["name"] for c in classes["classes"]] == names
     assert topics["/diagnostics"]
     with create_backend("onnxruntime", manifest) as backend:

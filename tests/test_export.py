@@ -94,10 +94,17 @@ def test_exact_graph_labels_are_argmax_of_subnet(logits_export, frames):
     backend.close()
 
 
-def test_default_postprocess_is_one_value():
+def test_postprocess_modes_are_one_table():
+    import argparse
+
+    from slimseg_ros import manifest
     from slimseg_ros.engines import export, onnx_graph
 
-    assert export.DEFAULT_POSTPROCESS == onnx_graph.DEFAULT_POSTPROCESS == "quarter"
+    parser = argparse.ArgumentParser()
+    export.add_arguments(parser)
+    option = next(a for a in parser._actions if a.dest == "postprocess")
+    assert tuple(option.choices) == onnx_graph.POSTPROCESS_MODES == manifest.POSTPROCESS_MODES
+    assert option.default == onnx_graph.DEFAULT_POSTPROCESS == manifest.DEFAULT_POSTPROCESS == "quarter"
     assert export.onnx_name(0.5) == "slimseg_w0.50.onnx"
     assert export.onnx_name(1.0, "exact") == "slimseg_w1.00_exact.onnx"
 
@@ -109,8 +116,8 @@ def test_manifest_contents(logits_export):
     assert fast.ignore_index == 11
     assert fast.normalization == (meta["mean"], meta["std"])
     assert fast.widths == [0.25, 0.5, 0.75, 1.0]
-    flops = [fast.entry(w)["flops"] for w in fast.widths]
-    params = [fast.entry(w)["params"] for w in fast.widths]
+    flops = [fast.entry(w).flops for w in fast.widths]
+    params = [fast.entry(w).params for w in fast.widths]
     assert all(a < b for a, b in zip(flops, flops[1:], strict=False)), flops
     assert all(a < b for a, b in zip(params, params[1:], strict=False)), params
     for w in fast.widths:
@@ -128,7 +135,7 @@ def test_eval_json_accuracy_goes_into_manifest(tmp_path, logits_export):
     path = export_model(model, meta, tmp_path / "out", H, W, widths=[0.25], accuracy=acc, log=lambda _m: None)
     manifest = Manifest.load(path)
     assert manifest.widths == [0.25]
-    assert manifest.entry(0.25)["accuracy"] == {"miou": 0.5, "boundary_miou": 0.3, "split": "val"}
+    assert manifest.entry(0.25).accuracy == {"miou": 0.5, "boundary_miou": 0.3, "split": "val"}
 
 
 def test_compare_postprocess_on_real_frames(tmp_path, logits_export, frames):
@@ -176,8 +183,8 @@ def test_cli_run_with_copied_checkpoint(tmp_path, logits_export):
                               "--copy-checkpoint"])
     assert export.run(args) == 0
     manifest = Manifest.load(out)
-    assert manifest.data["model"]["checkpoint"] == "checkpoint.safetensors"
-    assert manifest.entry(0.25)["accuracy"] == {"miou": 0.42, "split": "val"}
+    assert manifest.model["checkpoint"] == "checkpoint.safetensors"
+    assert manifest.entry(0.25).accuracy == {"miou": 0.42, "split": "val"}
     # textured input: on a flat grey frame a random-init net has near-tied logits; rounding flips argmax
     image = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     with create_backend("torch", out) as tb, create_backend("onnxruntime", out) as ob:

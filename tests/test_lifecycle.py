@@ -83,6 +83,18 @@ def start_node(tmp: Path, params: dict) -> Lifecycle:
 
 
 @pytest.fixture(scope="module")
+def unreadable_manifests(tmp_path_factory) -> tuple[Path, Path]:
+    """A binary file and a deeply nested YAML document, each named manifest.yaml (issue 16, defect 3)."""
+    tmp = tmp_path_factory.mktemp("unreadable")
+    binary, nested = tmp / "binary" / "manifest.yaml", tmp / "nested" / "manifest.yaml"
+    binary.parent.mkdir()
+    nested.parent.mkdir()
+    binary.write_bytes(bytes(range(256)) * 8)
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    return binary, nested
+
+
+@pytest.fixture(scope="module")
 def managed(tmp_path_factory, frames):
     """One node process with autostart:=false and a manifest path that does not exist."""
     tmp = tmp_path_factory.mktemp("lifecycle")
@@ -116,13 +128,16 @@ def test_starts_unconfigured_with_nothing_loaded(managed) -> None:
 
 @pytest.mark.slow
 def test_failed_configure_reports_the_reason_and_stays_unconfigured(
-    managed, manifest, corrupt_manifest
+    managed, manifest, corrupt_manifest, unreadable_manifests
 ) -> None:
     """Bad manifest, corrupt models, missing backend: each configure fails with its reason in the log, the
     node stays unconfigured and alive, and its configure-time parameters can still be set."""
     harness = managed.harness
+    binary, nested = (str(p) for p in unreadable_manifests)
     cases = [
         ({}, "manifest not found: .*missing/manifest.yaml"),
+        ({"manifest": binary}, "binary/manifest.yaml is unreadable: UnicodeDecodeError"),
+        ({"manifest": nested}, "nested/manifest.yaml is unreadable: RecursionError"),
         ({"manifest": str(corrupt_manifest)}, "no usable width in .*onnxruntime could not load it"),
         ({"manifest": str(manifest), "backend": "tensorrt"}, "configure failed: .*(tensorrt|TensorRT)"),
     ]

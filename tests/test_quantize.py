@@ -18,7 +18,7 @@ pytest.importorskip("torch", reason="the test export needs PyTorch (pip install 
 from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from slimseg_ros.engines import quantize as Q  # noqa: E402
 from slimseg_ros.errors import SlimsegError  # noqa: E402
-from slimseg_ros.manifest import Manifest  # noqa: E402
+from slimseg_ros.manifest import FileRef, Manifest  # noqa: E402
 
 H, W = 96, 128
 
@@ -63,8 +63,8 @@ def test_qdq_graph_quantises_the_encoder_only_in_the_scheme_s_form(export, calib
         assert produced.get(conv.input[0]) is None or produced[conv.input[0]].op_type != "DequantizeLinear"
     assert any(produced.get(c.input[0]) is not None and produced[c.input[0]].op_type == "DequantizeLinear"
                for c in convs if c.name.startswith(Q.ENCODER))
-    staged = manifest.copy()
-    staged.entry(1.0)["onnx"] = {"file": str(out)}
+    staged = manifest.copy(root=out.parent)  # graph files must lie beside the manifest
+    staged.record_precision(1.0, "int8", "the graph under test", onnx=FileRef(out.name))
     backend = OnnxRuntimeBackend(staged, threads=1)
     labels = backend.infer(calibration[0], 1.0)
     backend.close()
@@ -100,16 +100,16 @@ def test_int8_auto_records_precision_and_reason_per_width(export, tmp_path) -> N
     report = Q.int8_auto(folder / "manifest.yaml", DATA, threads=1, frames=2, warmup=1, calibration_frames=4,
                          log=lambda _m: None)
     manifest = Manifest.load(folder)
-    assert manifest.data["export"]["int8"]["scheme"] == "tensorrt"
+    assert manifest.section("export")["int8"]["scheme"] == "tensorrt"
     for w in manifest.widths:
         entry, row = manifest.entry(w), report["widths"][f"{w:g}"]
-        assert manifest.precision(w) == entry["precision"] == row["precision"]
-        assert entry["precision_reason"] == row["reason"] and "agreement" in row["reason"]
+        assert manifest.precision(w) == entry.precision == row["precision"]
+        assert entry.precision_reason == row["reason"] and "agreement" in row["reason"]
         assert 0.0 <= row["agreement"] <= 1.0 and len(row["latency"]) == 2 * len(_settings())
         int8_file = folder / Q.int8_name(f"slimseg_w{w:.2f}.onnx")
-        assert int8_file.is_file() == (entry["precision"] == "int8")
-        chosen = int8_file.name if entry["precision"] == "int8" else f"slimseg_w{w:.2f}.onnx"
-        assert entry["onnx"]["file"] == chosen
+        assert int8_file.is_file() == (entry.precision == "int8")
+        chosen = int8_file.name if entry.precision == "int8" else f"slimseg_w{w:.2f}.onnx"
+        assert entry.onnx.file == chosen
     backend = OnnxRuntimeBackend(manifest, threads=1)  # every chosen file loads and verifies
     assert backend.widths == manifest.widths
     backend.close()
@@ -121,11 +121,11 @@ def _settings() -> list:
     return thread_settings(len(Q._cores()))
 
 
-def test_manifest_refuses_an_unknown_precision(export, tmp_path) -> None:
+def test_manifest_refuses_an_unknown_precision(export) -> None:
     manifest = Manifest.load(export).copy()
-    manifest.entry(0.25)["precision"] = "fp8"
     with pytest.raises(SlimsegError, match="precision"):
-        manifest.save(tmp_path / "manifest.yaml")
+        manifest.record_precision(0.25, "fp8", "not a precision the graphs have")
+    assert manifest.precision(0.25) == "fp32"
 
 
 def test_export_int8_auto_needs_data_and_a_plain_export_is_fp32(export) -> None:

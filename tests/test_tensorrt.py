@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
+import stat
 import sys
 
 import numpy as np
 import pytest
 from exported import DATA, camvid_frames, runtime_export
 
-from slimseg_ros.backends.trt_compat import BUILD, REBUILD, USE, TrtTarget, decide_plan, mismatch
-from slimseg_ros.engines.tensorrt_build import (
-    TRT_MISSING,
-    calibration_images,
-    import_tensorrt,
-    plan_intact,
-    plan_name,
-)
+from slimseg_ros.backends.tensorrt.build import import_tensorrt, plan_intact, plan_name
+from slimseg_ros.backends.tensorrt.cache import CACHE_DIRNAME, INDEX_NAME
+from slimseg_ros.backends.tensorrt.compat import BUILD, REBUILD, USE, TrtTarget, decide_plan, mismatch
+from slimseg_ros.engines.tensorrt_build import TRT_MISSING, calibration_images
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import FORMAT, Manifest, sha256_file
+from slimseg_ros.manifest import FORMAT, Manifest, PlanRecord, sha256_file
 
 ORIN = TrtTarget(trt_version="10.3.0", gpu="Orin", compute_capability="8.7")
-PLAN = {"file": "w.plan", "precision": "fp16", "trt_version": "10.3.0", "gpu": "Orin",
-        "compute_capability": "8.7"}
+PLAN = PlanRecord(file="w.plan", precision="fp16", trt_version="10.3.0", gpu="Orin", compute_capability="8.7")
+
+
+def _with(plan: PlanRecord, **changes: str) -> PlanRecord:
+    return dataclasses.replace(plan, **changes)
+
+
+def _snapshot(folder):
+    """Every file under a folder with its bytes: what "the runtime wrote nothing here" is checked against."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _edit_index(index, width, **changes):
+    import yaml
+
+    doc = yaml.safe_load(index.read_text())
+    doc["widths"][width][0].update(changes)
+    index.write_text(yaml.safe_dump(doc))
 
 
 def test_matching_plan_is_used():
@@ -37,7 +51,7 @@ def test_matching_plan_is_used():
     ("compute_capability", "9.0", "compute capability 9.0"),
 ])
 def test_plan_from_elsewhere_is_rebuilt_from_onnx(field, value, words):
-    stale = {**PLAN, field: value}
+    stale = _with(PLAN, **{field: value})
     assert words in mismatch(stale, ORIN)
     d = decide_plan([stale], ORIN, "fp16", has_onnx=True, width=0.5)
     assert d.action == REBUILD and d.plan is stale and words in d.reason
@@ -45,7 +59,7 @@ def test_plan_from_elsewhere_is_rebuilt_from_onnx(field, value, words):
 
 def test_plan_from_elsewhere_without_onnx_is_refused():
     with pytest.raises(SlimsegError, match="width 0.5: fp16 plan w.plan built for TensorRT 9.3.0.*no ONNX"):
-        decide_plan([{**PLAN, "trt_version": "9.3.0"}], ORIN, "fp16", has_onnx=False, width=0.5)
+        decide_plan([_with(PLAN, trt_version="9.3.0")], ORIN, "fp16", has_onnx=False, width=0.5)
 
 
 def test_missing_or_corrupt_plan_and_other_precision():
@@ -56,8 +70,8 @@ def test_missing_or_corrupt_plan_and_other_precision():
     with pytest.raises(SlimsegError, match="no int8 plan recorded"):
         decide_plan([PLAN], ORIN, "int8", has_onnx=False)
     # a good plan next to a stale one of the same precision is the one used
-    d = decide_plan([{**PLAN, "gpu": "Xavier", "file": "old.plan"}, PLAN], ORIN, "fp16", has_onnx=False)
-    assert d.action == USE and d.plan["file"] == "w.plan"
+    d = decide_plan([_with(PLAN, gpu="Xavier", file="old.plan"), PLAN], ORIN, "fp16", has_onnx=False)
+    assert d.action == USE and d.plan.file == "w.plan"
 
 
 def test_plan_names_and_integrity(tmp_path):
@@ -71,12 +85,12 @@ def test_plan_names_and_integrity(tmp_path):
     data = {"format": FORMAT, "input": {"height": 8, "width": 8}, "ignore_index": 11,
             "classes": [{"id": 0, "name": "a", "color": [0, 0, 0]}],
             "widths": [{"width": 1.0, "onnx": {"file": "w.onnx", "sha256": sha256_file(onnx)},
-                        "engines": [{**PLAN, "sha256": sha256_file(plan_file)}]}]}
+                        "engines": [_with(PLAN, sha256=sha256_file(plan_file)).to_dict()]}]}
     manifest = Manifest(data, tmp_path)
-    plan = manifest.entry(1.0)["engines"][0]
-    assert plan_intact(manifest, plan)
+    plan = manifest.entry(1.0).engines[0]
+    assert plan_intact(manifest.file_path(plan.file), plan)
     plan_file.write_bytes(b"truncated")
-    assert not plan_intact(manifest, plan)
+    assert not plan_intact(manifest.file_path(plan.file), plan)
 
 
 def test_calibration_images_are_real_frames_at_input_size():
@@ -112,12 +126,12 @@ def test_tensorrt_backend_matches_onnxruntime(trt_export):
 
     images, _ = camvid_frames("val", count=2, step=50)
     images = images or [np.random.default_rng(0).integers(0, 255, (360, 480, 3), dtype=np.uint8)]
-    trt_backend = create_backend("tensorrt", trt_export)  # builds missing fp16 plans and records them
+    trt_backend = create_backend("tensorrt", trt_export)  # builds missing fp16 plans into the plan cache
     ort = create_backend("onnxruntime", trt_export)
     manifest = Manifest.load(trt_export)
     for w in manifest.widths:
-        plan = manifest.entry(w)["engines"][0]
-        assert plan["precision"] == "fp16" and plan["trt_version"] == trt_backend.target.trt_version
+        (plan, _), = trt_backend.cache.plans(w)
+        assert plan.precision == "fp16" and plan.trt_version == trt_backend.target.trt_version
         for image in images:
             a, b = trt_backend.infer(image, w), ort.infer(image, w)
             assert a.shape == image.shape[:2]
@@ -129,19 +143,19 @@ def test_tensorrt_backend_matches_onnxruntime(trt_export):
 def test_tensorrt_stale_plan_is_rebuilt_and_corrupt_plan_without_onnx_disabled(trt_export, tmp_path):
     from slimseg_ros.backends import create_backend
 
-    create_backend("tensorrt", trt_export).close()  # make sure plans exist
+    create_backend("tensorrt", trt_export).close()  # make sure cached plans exist
     copy = tmp_path / "copy"
     shutil.copytree(trt_export.parent, copy)
-    manifest = Manifest.load(copy)
-    for e in manifest.entry(0.25)["engines"]:
-        e["trt_version"] = "9.0.0"  # pretend it was built elsewhere: must be rebuilt, not deserialised
-    manifest.onnx_path(0.5).unlink()
-    plan = manifest.resolve(manifest.entry(0.5)["engines"][0]["file"])
+    cache = copy / CACHE_DIRNAME
+    _edit_index(cache / INDEX_NAME, "0.25", trt_version="9.0.0")  # built elsewhere: rebuild, never load
+    Manifest.load(copy).onnx_path(0.5).unlink()
+    plan = next(cache.glob("slimseg_w0.50_*.plan"))
     plan.write_bytes(plan.read_bytes()[:100])
-    manifest.save()
+    manifest_bytes = (copy / "manifest.yaml").read_bytes()
     backend = create_backend("tensorrt", copy)
     assert 0.25 in backend.widths and 0.5 in backend.disabled and "no ONNX" in backend.disabled[0.5]
-    assert Manifest.load(copy).entry(0.25)["engines"][-1]["trt_version"] == backend.target.trt_version
+    assert backend.cache.plans(0.25)[-1][0].trt_version == backend.target.trt_version
+    assert (copy / "manifest.yaml").read_bytes() == manifest_bytes
     backend.close()
 
 
@@ -391,9 +405,9 @@ def test_build_engines_and_backend_on_stand_in(fake_trt, small_export, tmp_path)
                               widths=None, device=0, force=False)
     assert tensorrt_build.run(args) == 0
     manifest = Manifest.load(folder)
-    plans = [manifest.entry(w)["engines"] for w in manifest.widths]
-    assert all(len(p) == 1 and p[0]["precision"] == "fp16" and p[0]["gpu"] == "Fake GPU" for p in plans)
-    assert all(p[0]["compute_capability"] == "8.7" and p[0]["trt_version"] == "10.3.0" for p in plans)
+    plans = [manifest.entry(w).engines for w in manifest.widths]
+    assert all(len(p) == 1 and p[0].precision == "fp16" and p[0].gpu == "Fake GPU" for p in plans)
+    assert all(p[0].compute_capability == "8.7" and p[0].trt_version == "10.3.0" for p in plans)
     assert trt.builds == [["FP16"]] * 4 and (folder / "timing.cache").read_bytes() == b"timing"
     assert tensorrt_build.run(args) == 0 and len(trt.builds) == 4  # up-to-date plans are kept, not rebuilt
 
@@ -411,28 +425,61 @@ def test_build_engines_and_backend_on_stand_in(fake_trt, small_export, tmp_path)
     assert cuda.detached and not cuda.memory
 
 
-def test_stand_in_stale_plan_rebuilt_and_bad_plan_without_onnx_disabled(fake_trt, small_export, tmp_path):
+def test_stand_in_plans_built_at_start_go_to_the_cache_never_the_manifest(fake_trt, small_export, tmp_path):
     from slimseg_ros.backends import create_backend
 
     trt, cuda = fake_trt
     folder = tmp_path / "export"
     shutil.copytree(small_export.parent, folder)
+    manifest_bytes = (folder / "manifest.yaml").read_bytes()
     create_backend("tensorrt", folder).close()  # builds every missing plan at start (rebuild=True)
     assert len(trt.builds) == 4
-    manifest = Manifest.load(folder)
-    manifest.entry(0.25)["engines"][0]["trt_version"] = "9.0.0"  # built "elsewhere": rebuild, never load
-    plan = manifest.resolve(manifest.entry(0.5)["engines"][0]["file"])
-    plan.write_bytes(b"garbage")
-    manifest.onnx_path(0.5).unlink()  # ... and no ONNX to rebuild it from
-    manifest.save()
+    assert (folder / "manifest.yaml").read_bytes() == manifest_bytes
+    cache = folder / CACHE_DIRNAME
+    assert len(list(cache.glob("*.plan"))) == 4 and (cache / INDEX_NAME).is_file()
+    create_backend("tensorrt", folder).close()
+    assert len(trt.builds) == 4  # the next start uses the cached plans
+
+    _edit_index(cache / INDEX_NAME, "0.25", trt_version="9.0.0")  # built "elsewhere": rebuild, never load
+    next(cache.glob("slimseg_w0.50_*.plan")).write_bytes(b"garbage")
+    Manifest.load(folder).onnx_path(0.5).unlink()  # ... and no ONNX to rebuild it from
     backend = create_backend("tensorrt", folder)
     assert backend.widths == [0.25, 0.75, 1.0]
     assert "no ONNX" in backend.disabled[0.5]
     assert len(trt.builds) == 5  # only width 0.25 was rebuilt
-    assert Manifest.load(folder).entry(0.25)["engines"][-1]["trt_version"] == "10.3.0"
+    assert (folder / "manifest.yaml").read_bytes() == manifest_bytes
     backend.close()
     with pytest.raises(SlimsegError, match="no usable width.*no int8 plan recorded.*slimseg build-engines"):
         create_backend("tensorrt", folder, rebuild=False, precision="int8")
+
+
+def test_stand_in_read_only_model_folder_builds_into_the_user_cache(fake_trt, small_export, tmp_path,
+                                                                     monkeypatch):
+    from slimseg_ros.backends import create_backend
+
+    trt, _ = fake_trt
+    folder = tmp_path / "export"
+    shutil.copytree(small_export.parent, folder)
+    user_cache = tmp_path / "user_cache"
+    monkeypatch.setenv("SLIMSEG_PLAN_CACHE", str(user_cache))
+    for path in [folder, *folder.rglob("*")]:  # chmod -R a-w
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    before = _snapshot(folder)
+    try:
+        backend = create_backend("tensorrt", folder)
+        assert backend.widths == [0.25, 0.5, 0.75, 1.0] and len(trt.builds) == 4
+        backend.close()
+        assert _snapshot(folder) == before and not (folder / CACHE_DIRNAME).exists()
+        (cached,) = user_cache.iterdir()
+        assert len(list(cached.glob("*.plan"))) == 4 and (cached / INDEX_NAME).is_file()
+        create_backend("tensorrt", folder).close()
+        assert len(trt.builds) == 4  # found again in the user cache
+        monkeypatch.setenv("SLIMSEG_PLAN_CACHE", str(folder / "nowhere"))  # no cache to write to at all
+        with pytest.raises(SlimsegError, match="no usable width.*no writable plan cache.*build-engines"):
+            create_backend("tensorrt", folder)
+    finally:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
 def test_stand_in_int8_uses_calibrator_and_cache(fake_trt, small_export, tmp_path):
@@ -451,4 +498,4 @@ def test_stand_in_int8_uses_calibrator_and_cache(fake_trt, small_export, tmp_pat
     assert tensorrt_build.run(args) == 0
     assert trt.builds == [["FP16", "INT8"]]
     assert (folder / "calib_w0.25.cache").read_bytes() == b"calibration"
-    assert Manifest.load(folder).entry(0.25)["engines"][0]["precision"] == "int8"
+    assert Manifest.load(folder).entry(0.25).engines[0].precision == "int8"

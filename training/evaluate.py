@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.manifest import match_width
 from slimseg_ros.training.boundary import trimap_band
 from slimseg_ros.training.metrics import SegmentationMeter
 from slimseg_ros.training.slimmable import set_width
@@ -77,11 +78,11 @@ def load_nets(ckpts: Sequence[str], widths: Sequence[float] | None, device: torc
         for w in model.cfg.widths:
             nets[float(w)] = model.to(device)
     if widths:
-        missing = [w for w in widths if not any(abs(w - k) < 1e-6 for k in nets)]
+        missing = [w for w in widths if match_width(w, nets) is None]
         if missing:
             have = ", ".join(f"{w:g}" for w in sorted(nets))
             raise SlimsegError(f"width(s) {missing} not in the checkpoint(s); available: {have}")
-        nets = {k: v for k, v in nets.items() if any(abs(w - k) < 1e-6 for w in widths)}
+        nets = {k: v for k, v in nets.items() if match_width(k, widths) is not None}
     return nets, meta0
 
 

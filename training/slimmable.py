@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimseg_ros.manifest import same_width
+
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round a channel count to a multiple of `divisor` (hardware-friendly), never dropping more than 10%."""
@@ -36,7 +38,7 @@ def fixed(widths: Sequence[float], n: int) -> list[int]:
 def width_index(widths: Sequence[float], width: float) -> int:
     """Position of `width` in `widths` (tolerant to YAML float noise); ValueError names the allowed ones."""
     for i, w in enumerate(widths):
-        if abs(float(width) - w) < 1e-6:
+        if same_width(width, w):
             return i
     allowed = ", ".join(f"{w:g}" for w in widths)
     raise ValueError(f"width {width!r} is not one of this model's widths; allowed widths: {allowed}")

@@ -1,38 +1,36 @@
 """Inference backends behind one interface; `create_backend` picks one by name or by what is available.
 
-Backend modules import their runtime (onnxruntime, torch, tensorrt) lazily, so importing this package never
-pulls in torch and a robot without a GPU stack can still run the ONNX Runtime CPU backend.
+Names, modules and devices are in registry.py. A backend's module (and its runtime: onnxruntime, tensorrt,
+torch) is imported only when that backend is created, so importing this package never pulls in torch and a
+robot without a GPU stack can still run the ONNX Runtime CPU backend.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
 
 from slimseg_ros.backends.base import Backend, WidthUnavailable
+from slimseg_ros.backends.registry import AUTO, BACKEND_NAMES, KINDS, NODE_BACKENDS
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import Manifest
 
-__all__ = ["Backend", "WidthUnavailable", "create_backend", "auto_candidates", "BACKEND_NAMES"]
+__all__ = ["Backend", "WidthUnavailable", "create_backend", "auto_candidates", "BACKEND_NAMES",
+           "NODE_BACKENDS"]
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda",
-                 "onnxruntime-tensorrt", "torch", "torch-cpu", "torch-cuda")
+
+def _has(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def _cuda_torch() -> bool:
-    if not _has("torch"):
-        return False
-    import torch  # only reached when auto-selection has to consider torch-cuda
-
-    return bool(torch.cuda.is_available())
+def _backend_class(name: str) -> type[Backend]:
+    kind = KINDS[name]
+    return getattr(importlib.import_module(kind.module), kind.cls)
 
 
 def auto_candidates() -> list[str]:
@@ -41,44 +39,23 @@ def auto_candidates() -> list[str]:
 
     providers = available_providers()
     found = []
-    if _has("tensorrt") and _has("pycuda"):
+    if _has(*KINDS["tensorrt"].needs):
         found.append("tensorrt")
     if "CUDAExecutionProvider" in providers:
         found.append("onnxruntime-cuda")
-    if _cuda_torch():
+    if _has(*KINDS["torch-cuda"].needs) and _backend_class("torch-cuda").cuda_available():
         found.append("torch-cuda")
     if "CPUExecutionProvider" in providers:
         found.append("onnxruntime-cpu")
     return found
 
 
-def _gpu_index(device: str | int | None) -> int:
-    """CUDA device index from None, 3, "3", "cuda" or "cuda:3"."""
-    text = str(device if device is not None else "").strip().lower()
-    text = text.removeprefix("cuda").lstrip(":") if text.startswith("cuda") else text
-    if not text:
-        return 0
-    if not text.isdigit():
-        raise SlimsegError(f"tensorrt device {device!r} is not a GPU index", "use e.g. 0, 'cuda' or 'cuda:1'")
-    return int(text)
-
-
 def _build(name: str, manifest: Manifest, device: str | None, options: dict[str, Any]) -> Backend:
-    if name == "tensorrt":
-        from slimseg_ros.backends.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(manifest, device=_gpu_index(device), **options)
-    if name.startswith("onnxruntime"):
-        from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-        dev = name.partition("-")[2] or device or "cpu"
-        return OnnxRuntimeBackend(manifest, device=dev, **options)
-    if name.startswith("torch"):
-        from slimseg_ros.backends.torch_backend import TorchBackend
-
-        dev = name.partition("-")[2] or device or "cpu"
-        return TorchBackend(manifest, device=dev, **options)
-    raise SlimsegError(f"unknown backend {name!r}", f"use one of {', '.join(BACKEND_NAMES)}")
+    kind = KINDS.get(name)
+    if kind is None:
+        raise SlimsegError(f"unknown backend {name!r}", f"use one of {', '.join(BACKEND_NAMES)}")
+    dev = kind.device or device
+    return _backend_class(name)(manifest, **({"device": dev} if dev else {}), **options)
 
 
 def create_backend(name: str, manifest_path: str | Path | Manifest, device: str | None = None,
@@ -89,7 +66,7 @@ def create_backend(name: str, manifest_path: str | Path | Manifest, device: str 
     with `auto`, only to an onnxruntime candidate (threads, spin).
     """
     manifest = manifest_path if isinstance(manifest_path, Manifest) else Manifest.load(manifest_path)
-    if name != "auto":
+    if name != AUTO:
         return _build(name, manifest, device, options)
     failures = []
     for candidate in auto_candidates():

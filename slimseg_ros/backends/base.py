@@ -8,7 +8,6 @@ A concrete backend only implements `_run(image_at_input_size, width) -> labels_a
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -17,7 +16,7 @@ import cv2
 import numpy as np
 
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import Manifest
+from slimseg_ros.manifest import Manifest, same_width
 
 
 class WidthUnavailable(SlimsegError):
@@ -88,10 +87,10 @@ class Backend(ABC):
     def _key(self, width: float) -> float:
         """The loaded width equal to `width` (float tolerance), or WidthUnavailable saying why not."""
         for w in self.widths:
-            if math.isclose(w, float(width), abs_tol=1e-6):
+            if same_width(w, width):
                 return w
         for w, reason in self.disabled.items():
-            if math.isclose(w, float(width), abs_tol=1e-6):
+            if same_width(w, width):
                 raise WidthUnavailable(f"{self.name}: width {w:g} is disabled: {reason}",
                                        f"usable widths: {', '.join(f'{u:g}' for u in self.widths)}")
         raise WidthUnavailable(f"{self.name}: width {width} is not in the manifest",

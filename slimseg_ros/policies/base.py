@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slimseg_ros.manifest import same_width
+
 # Tolerance for battery readings a hair outside [0, 1] from float rounding in drivers.
 BATTERY_EPS = 1e-6
 
@@ -63,7 +65,7 @@ def check_member(name: str, value: Any, widths: Sequence[float]) -> float:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a number, got {value!r}") from exc
     for w in widths:
-        if abs(w - v) < 1e-9:
+        if same_width(w, v):
             return w
     raise ValueError(f"{name} {v:g} is not one of the available widths {fmt_widths(widths)}")
 

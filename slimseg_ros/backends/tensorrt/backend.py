@@ -5,57 +5,27 @@ One owner (TensorRTBackend) holds the CUDA context, one stream, page-locked host
 and context, and frees them in close(). Tensor addresses are bound once at start, so a frame is: copy the
 image into the pinned buffer, async H2D, execute_async_v3, async D2H of a byte per pixel, synchronise; a
 width switch only picks another context and allocates nothing. Every CUDA/TensorRT status goes through
-`_cuda` / `_trt_ok`, which raise SlimsegError naming the call and the error. Plans are checked against this
-TensorRT version and GPU (trt_compat) before deserialising; a stale or missing plan is rebuilt from the
-width's ONNX (engines/tensorrt_build.py) or the width is disabled with the reason.
+`cuda_call` / `trt_ok` (cuda.py), which raise SlimsegError naming the call and the error. Plans are checked
+against this TensorRT version and GPU (compat.py) before deserialising. A stale or missing plan is looked up
+in the plan cache, else rebuilt from the width's ONNX into the cache (build.py, cache.py; the manifest is
+never written), else the width is disabled with the reason ("run `slimseg build-engines`").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slimseg_ros.backends.base import Backend
-from slimseg_ros.backends.trt_compat import USE, decide_plan
+from slimseg_ros.backends.tensorrt.cache import PlanCache
+from slimseg_ros.backends.tensorrt.compat import USE, choose_precision, decide_plan
+from slimseg_ros.backends.tensorrt.cuda import Buffer, cuda_call, gpu_index, trt_ok
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import Manifest
+from slimseg_ros.manifest import Manifest, PlanRecord
 
-PRECISION_ORDER = ("int8", "fp16", "fp32")  # preferred first when the manifest records several
-
-
-def _cuda(cuda: Any, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run one pycuda call; a driver error becomes SlimsegError with its name (e.g. LogicError)."""
-    try:
-        return fn(*args)
-    except cuda.Error as exc:
-        raise SlimsegError(f"CUDA {what} failed: {type(exc).__name__}: {exc}",
-                           "check the GPU and driver") from exc
-
-
-def _trt_ok(result: Any, what: str, logger: Any) -> Any:
-    """TensorRT reports failure as None/False: raise with TensorRT's last logged error instead."""
-    if result is None or result is False:
-        raise SlimsegError(f"TensorRT {what} failed: {getattr(logger, 'last_error', '') or 'no message'}",
-                           "rebuild the engine with `slimseg build-engines` on this machine")
-    return result
-
-
-class _Buffer:
-    """A page-locked host array and its device twin, both allocated once."""
-
-    def __init__(self, cuda: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.host = _cuda(cuda, "pagelocked_empty", cuda.pagelocked_empty, shape, dtype)
-        self.device = _cuda(cuda, "mem_alloc", cuda.mem_alloc, max(1, self.host.nbytes))
-
-    def free(self) -> None:
-        if self.device is not None:
-            self.device.free()
-            self.device = None
-        if self.host is not None and hasattr(self.host.base, "free"):
-            self.host.base.free()
-        self.host = None
+BUILD_HINT = "run `slimseg build-engines` on this machine"
 
 
 class TensorRTBackend(Backend):
@@ -63,27 +33,28 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, manifest: Manifest, device: int = 0, precision: str | None = None,
+    def __init__(self, manifest: Manifest, device: str | int | None = None, precision: str | None = None,
                  rebuild: bool = True, workspace_mb: int = 1024) -> None:
         super().__init__(manifest)
-        from slimseg_ros.engines.tensorrt_build import import_tensorrt, make_logger, trt_target
+        from slimseg_ros.backends.tensorrt.build import import_tensorrt, make_logger, trt_target
 
         self._trt, self._cuda_mod = import_tensorrt()
         cuda = self._cuda_mod
-        self._device = _cuda(cuda, "Device", cuda.Device, device)
-        self._ctx = _cuda(cuda, "retain_primary_context", self._device.retain_primary_context)
+        self._device = cuda_call(cuda, "Device", cuda.Device, gpu_index(device))
+        self._ctx = cuda_call(cuda, "retain_primary_context", self._device.retain_primary_context)
         self._ctx.push()
         self._engines: dict[float, Any] = {}
         self._contexts: dict[float, Any] = {}
-        self._buffers: dict[tuple[str, tuple[int, ...], str], _Buffer] = {}
-        self._io: dict[float, tuple[_Buffer, _Buffer]] = {}
+        self._buffers: dict[tuple[str, tuple[int, ...], str], Buffer] = {}
+        self._io: dict[float, tuple[Buffer, Buffer]] = {}
         self._stream = None
         self._starting = True  # close() during start-up (no usable width) leaves the detach to __init__
         try:
             self._logger = make_logger(self._trt)
-            self._runtime = _trt_ok(self._trt.Runtime(self._logger), "Runtime()", self._logger)
+            self._runtime = trt_ok(self._trt.Runtime(self._logger), "Runtime()", self._logger)
             self.target = trt_target(self._trt, self._device)
-            self._stream = _cuda(cuda, "Stream", cuda.Stream)
+            self.cache = PlanCache(manifest)
+            self._stream = cuda_call(cuda, "Stream", cuda.Stream)
             self._precision, self._rebuild, self._workspace_mb = precision, rebuild, workspace_mb
             self._load_widths(self._load_one)
         except BaseException:
@@ -97,46 +68,45 @@ class TensorRTBackend(Backend):
                 self._ctx.detach()
 
     # --- start-up ---------------------------------------------------------------------------------------
-    def _choose_precision(self, entry: dict[str, Any]) -> str:
-        if self._precision:
-            return self._precision
-        recorded = {e.get("precision") for e in entry.get("engines", [])
-                    if e.get("trt_version") == self.target.trt_version and e.get("gpu") == self.target.gpu}
-        recorded = recorded or {e.get("precision") for e in entry.get("engines", [])}
-        return next((p for p in PRECISION_ORDER if p in recorded), "fp16")
-
-    def _plan_for(self, width: float) -> Any:
-        from slimseg_ros.engines.tensorrt_build import build_width, plan_intact
+    def _plan_for(self, width: float) -> Path:
+        """The plan to deserialise: the manifest's, else the cache's, else one built now into the cache."""
+        from slimseg_ros.backends.tensorrt.build import build_width, plan_intact
 
         entry = self.manifest.entry(width)
-        precision = self._choose_precision(entry)
+        cached = self.cache.plans(width)
+        known = [*entry.engines, *(p for p, _ in cached)]
+        precision = self._precision or choose_precision(known, self.target)
         onnx_path = self.manifest.onnx_path(width)
         has_onnx = onnx_path is not None and onnx_path.is_file()
-        decision = decide_plan(entry.get("engines", []), self.target, precision, has_onnx,
-                               plan_ok=lambda plan: plan_intact(self.manifest, plan), width=width)
-        if decision.action != USE:
-            if not self._rebuild:
-                raise SlimsegError(decision.reason, "run `slimseg build-engines` on this machine")
-            build_width(self.manifest, width, precision, self._trt, self._cuda_mod, self._device,
-                        self._logger, self._workspace_mb)
-            if self.manifest.path is not None:
-                self.manifest.save()
-            decision = decide_plan(entry.get("engines", []), self.target, precision, has_onnx,
-                                   plan_ok=lambda plan: plan_intact(self.manifest, plan), width=width)
-        return self.manifest.resolve(decision.plan["file"])
+        paths = {p: self.manifest.file_path(p.file) for p in entry.engines} | dict(cached)
+        decision = decide_plan(known, self.target, precision, has_onnx,
+                               plan_ok=lambda plan: plan_intact(paths[plan], plan), width=width)
+        if decision.action == USE:
+            return paths[decision.plan]
+        if not self._rebuild:
+            raise SlimsegError(decision.reason, BUILD_HINT)
+        target_dir = self.cache.writable_dir()
+        if target_dir is None:
+            tried = ", ".join(map(str, self.cache.dirs))
+            raise SlimsegError(f"{decision.reason}; no writable plan cache ({tried})", BUILD_HINT)
+        self.manifest.verify(width, "onnx")
+        plan: PlanRecord = build_width(onnx_path, target_dir, width, precision, self._trt, self._cuda_mod,
+                                       self._device, self._logger, self._workspace_mb)
+        self.cache.record(width, plan)
+        return target_dir / plan.file
 
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> _Buffer:
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> Buffer:
         key = (name, shape, np.dtype(dtype).str)
         if key not in self._buffers:
-            self._buffers[key] = _Buffer(self._cuda_mod, shape, dtype)
+            self._buffers[key] = Buffer(self._cuda_mod, shape, dtype)
         return self._buffers[key]
 
     def _load_one(self, width: float) -> None:
         trt, logger = self._trt, self._logger
         plan = self._plan_for(width)
-        engine = _trt_ok(self._runtime.deserialize_cuda_engine(plan.read_bytes()), f"deserialize {plan.name}",
+        engine = trt_ok(self._runtime.deserialize_cuda_engine(plan.read_bytes()), f"deserialize {plan.name}",
                          logger)
-        context = _trt_ok(engine.create_execution_context(), f"create_execution_context ({plan.name})",
+        context = trt_ok(engine.create_execution_context(), f"create_execution_context ({plan.name})",
                           logger)
         h, w = self.input_size
         inputs, outputs = {}, {}
@@ -145,7 +115,7 @@ class TensorRTBackend(Backend):
             shape = tuple(int(d) for d in engine.get_tensor_shape(name))
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
             buf = self._buffer(name, shape, dtype)
-            _trt_ok(context.set_tensor_address(name, int(buf.device)), f"set_tensor_address({name})", logger)
+            trt_ok(context.set_tensor_address(name, int(buf.device)), f"set_tensor_address({name})", logger)
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (inputs if is_input else outputs)[name] = (shape, dtype, buf)
         image, labels = inputs.get("image"), outputs.get("labels")
@@ -166,11 +136,12 @@ class TensorRTBackend(Backend):
         self._ctx.push()  # the caller's thread may differ from the one that created the backend
         try:
             np.copyto(image_buf.host[0], image)
-            _cuda(cuda, "memcpy_htod_async", cuda.memcpy_htod_async, image_buf.device, image_buf.host, stream)
-            _trt_ok(self._contexts[width].execute_async_v3(stream.handle), "execute_async_v3", self._logger)
-            _cuda(cuda, "memcpy_dtoh_async", cuda.memcpy_dtoh_async, labels_buf.host, labels_buf.device,
+            cuda_call(cuda, "memcpy_htod_async", cuda.memcpy_htod_async, image_buf.device, image_buf.host,
+                      stream)
+            trt_ok(self._contexts[width].execute_async_v3(stream.handle), "execute_async_v3", self._logger)
+            cuda_call(cuda, "memcpy_dtoh_async", cuda.memcpy_dtoh_async, labels_buf.host, labels_buf.device,
                   stream)
-            _cuda(cuda, "stream synchronize", stream.synchronize)
+            cuda_call(cuda, "stream synchronize", stream.synchronize)
         finally:
             self._ctx.pop()
         return labels_buf.host[0].copy()  # the pinned buffer is reused by the next frame

@@ -7,13 +7,15 @@ everywhere, while the TensorRT layer that acts on the decision stays thin.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.manifest import PlanRecord
 
 USE, BUILD, REBUILD = "use", "build", "rebuild"
+PRECISIONS = ("fp16", "int8", "fp32")  # what `slimseg build-engines --precision` offers
+PRECISION_ORDER = ("int8", "fp16", "fp32")  # preferred first when several plans are recorded
 
 
 @dataclass(frozen=True)
@@ -30,29 +32,35 @@ class PlanDecision:
     """`action` is use | build | rebuild; `plan` is the recorded plan entry concerned (None for build)."""
 
     action: str
-    plan: dict[str, Any] | None
+    plan: PlanRecord | None
     reason: str
 
 
-def mismatch(plan: dict[str, Any], target: TrtTarget) -> str | None:
+def mismatch(plan: PlanRecord, target: TrtTarget) -> str | None:
     """Why a recorded plan cannot run on `target`, or None if it was built for exactly this setup."""
     problems = []
-    if str(plan.get("trt_version")) != target.trt_version:
-        problems.append(f"TensorRT {plan.get('trt_version')} (here {target.trt_version})")
-    if str(plan.get("compute_capability")) != target.compute_capability:
-        cc = plan.get("compute_capability")
-        problems.append(f"compute capability {cc} (here {target.compute_capability})")
-    if str(plan.get("gpu")) != target.gpu:
-        problems.append(f"GPU {plan.get('gpu')!r} (here {target.gpu!r})")
+    if str(plan.trt_version) != target.trt_version:
+        problems.append(f"TensorRT {plan.trt_version} (here {target.trt_version})")
+    if str(plan.compute_capability) != target.compute_capability:
+        problems.append(f"compute capability {plan.compute_capability} (here {target.compute_capability})")
+    if str(plan.gpu) != target.gpu:
+        problems.append(f"GPU {plan.gpu!r} (here {target.gpu!r})")
     return "built for " + ", ".join(problems) if problems else None
 
 
+def choose_precision(plans: Sequence[PlanRecord], target: TrtTarget, default: str = "fp16") -> str:
+    """The best precision recorded for this machine (else anywhere): what the exporter chose to ship."""
+    here = {p.precision for p in plans if p.trt_version == target.trt_version and p.gpu == target.gpu}
+    recorded = here or {p.precision for p in plans}
+    return next((p for p in PRECISION_ORDER if p in recorded), default)
+
+
 def decide_plan(
-    plans: list[dict[str, Any]],
+    plans: Sequence[PlanRecord],
     target: TrtTarget,
     precision: str,
     has_onnx: bool,
-    plan_ok: Callable[[dict[str, Any]], bool] = lambda plan: True,
+    plan_ok: Callable[[PlanRecord], bool] = lambda plan: True,
     width: float | None = None,
 ) -> PlanDecision:
     """The action for one width: use a matching plan, rebuild a stale one from ONNX, or refuse without ONNX.
@@ -61,23 +69,23 @@ def decide_plan(
     (exists, sha256 matches). Raises SlimsegError when a build is needed but there is no ONNX to build from.
     """
     label = f"width {width:g}: " if width is not None else ""
-    same_precision = [p for p in plans if p.get("precision") == precision]
+    same_precision = [p for p in plans if p.precision == precision]
     for plan in same_precision:
         if mismatch(plan, target) is None:
             if plan_ok(plan):
                 return PlanDecision(USE, plan, f"{label}{precision} plan matches TensorRT and GPU")
-            reason = f"{label}{precision} plan file {plan.get('file')} is missing or corrupt"
+            reason = f"{label}{precision} plan file {plan.file} is missing or corrupt"
             return _need_build(REBUILD, plan, reason, has_onnx)
     if same_precision:
         stale = same_precision[0]
-        reason = f"{label}{precision} plan {stale.get('file')} {mismatch(stale, target)}"
+        reason = f"{label}{precision} plan {stale.file} {mismatch(stale, target)}"
         return _need_build(REBUILD, stale, reason, has_onnx)
     return _need_build(BUILD, None, f"{label}no {precision} plan recorded", has_onnx)
 
 
-def _need_build(action: str, plan: dict[str, Any] | None, reason: str, has_onnx: bool) -> PlanDecision:
+def _need_build(action: str, plan: PlanRecord | None, reason: str, has_onnx: bool) -> PlanDecision:
     if not has_onnx:
         raise SlimsegError(f"{reason}, and there is no ONNX file to build it from",
-                           "copy the export folder's ONNX files next to the manifest, or build the plan on "
-                           "this machine with `slimseg build-engines`")
+                           "copy the export folder's ONNX files next to the manifest, or run "
+                           "`slimseg build-engines` on this machine")
     return PlanDecision(action, plan, reason)

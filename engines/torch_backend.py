@@ -3,7 +3,9 @@
 It runs the very module that export traces (engines/onnx_graph.DeployGraph), so its labels match the ONNX
 graphs. On CUDA it defaults to fp16 and one CUDA graph per width with static, pre-allocated input/output
 tensors and page-locked host copies: a frame is one H2D copy, one graph replay and one D2H copy of a byte
-per pixel, and a width switch allocates nothing. torch is imported only when this backend is created.
+per pixel, and a width switch allocates nothing. It lives with the offline tools (it needs torch and the
+training code); the runtime finds it by name (slimseg_ros/backends/registry.py) and imports it only when it
+is asked for.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ import numpy as np
 
 from slimseg_ros.backends.base import Backend
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import Manifest, verify_file
+from slimseg_ros.manifest import Manifest, match_width, verify_file
 
 
 class TorchBackend(Backend):
     """Owns the model's sub-networks (and, on CUDA, their CUDA graphs and buffers) until close()."""
+
+    @staticmethod
+    def cuda_available() -> bool:
+        """Whether torch sees a CUDA GPU (what `auto` asks before trying torch-cuda)."""
+        import torch
+
+        return bool(torch.cuda.is_available())
 
     def __init__(self, manifest: Manifest, device: str = "cpu", fp16: bool | None = None,
                  cuda_graphs: bool | None = None, threads: int = 0) -> None:
@@ -62,7 +71,7 @@ class TorchBackend(Backend):
         if ckpt is None:
             raise SlimsegError(f"manifest {self.manifest.path} names no checkpoint",
                                "re-export with `slimseg export --ckpt ...` (--copy-checkpoint ships it)")
-        verify_file(ckpt, (self.manifest.data.get("model") or {}).get("checkpoint_sha256"))
+        verify_file(ckpt, self.manifest.checkpoint_sha256)
         model, meta = load_checkpoint(ckpt)
         norm = self.manifest.normalization
         mean, std = norm if norm else (meta["mean"], meta["std"])
@@ -72,7 +81,7 @@ class TorchBackend(Backend):
         from slimseg_ros.engines.onnx_graph import DeployGraph
 
         torch = self._torch
-        if not any(abs(width - w) < 1e-6 for w in self._model.cfg.widths):
+        if match_width(width, self._model.cfg.widths) is None:
             raise SlimsegError(f"width {width:g} is not in checkpoint {self.manifest.checkpoint_path()}",
                                f"it has {list(self._model.cfg.widths)}")
         graph = DeployGraph(self._model.subnet(width), self._mean, self._std,
