@@ -47,7 +47,7 @@ from sensor_msgs.msg import Image
 
 from slimseg_ros.image_codec import fill_image
 from slimseg_ros.node_process import NodeClient, NodeProcess
-from slimseg_ros.qos import OUTPUT_QOS
+from slimseg_ros.qos import LABELS_QOS
 from slimseg_ros.worker import NewestFrameWorker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,7 +273,7 @@ def echo_server(namespace: str, reliable: bool) -> None:
     of the same size with the same header."""
     rclpy.init()
     node = rclpy.create_node("echo", namespace=namespace)
-    pub = node.create_publisher(Image, "~/labels", OUTPUT_QOS)  # the node's own output QoS
+    pub = node.create_publisher(Image, "~/labels", LABELS_QOS)  # the node's own output QoS
 
     blank: dict[tuple[int, int], np.ndarray] = {}
 

@@ -37,7 +37,7 @@ from sensor_msgs.msg import Image
 
 from slimseg_ros.image_codec import fill_image
 from slimseg_ros.node_process import NodeClient, NodeProcess
-from slimseg_ros.qos import OUTPUT_QOS, SENSOR_QOS
+from slimseg_ros.qos import LABELS_QOS, SENSOR_QOS
 
 REPO = Path(__file__).resolve().parents[1]
 CAUSES = ("drops_superseded", "drops_invalid", "drops_failed", "frames_paused", "frames_throttled",
@@ -73,7 +73,7 @@ class Probe:
         self.latency: dict[int, float] = {}
         self.diag: dict[str, str] = {}
         self._lock = threading.Lock()
-        node.create_subscription(Image, f"{out}/labels", self._on_labels, OUTPUT_QOS)
+        node.create_subscription(Image, f"{out}/labels", self._on_labels, LABELS_QOS)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.full_name = out
         self.status = ""

@@ -26,7 +26,7 @@ from slimseg_ros.bag_record import OutputRecorder, message_class
 from slimseg_ros.demo_summary import account_frames
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.node_process import NodeClient, NodeProcess
-from slimseg_ros.qos import OUTPUT_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
+from slimseg_ros.qos import LABELS_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
 
 SHIPPED = "shipped"  # `--bag` without a path: the shipped frames, written as a bag first (demo_bag.py)
 # A fixed namespace keeps recorded topic names stable across runs (/slimseg/slimseg_node/labels); the
@@ -54,7 +54,7 @@ class BagPlayer(Node):
         self.pub = self.create_publisher(message_class(msgtype), input_topic,
                                          RELIABLE_INPUT_QOS if reliable else SENSOR_QOS)
         self.labels_topic = f"{node_name}/labels"
-        self.create_subscription(Image, self.labels_topic, self._on_labels, OUTPUT_QOS)
+        self.create_subscription(Image, self.labels_topic, self._on_labels, LABELS_QOS)
 
     def elapsed(self) -> float:
         """Seconds since the player started (the accounting's clock)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from slimseg_ros.bag import BagWriter
-from slimseg_ros.qos import LATCHED_QOS
+from slimseg_ros.qos import LABELS_QOS, LATCHED_QOS, OUTPUT_QOS
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,15 @@ class Output:
     name: str
     msgtype: str
     latched: bool = False
-    depth: int = 2  # what the node's publisher keeps (qos.OUTPUT_QOS); /diagnostics keeps 10
+    depth: int = OUTPUT_QOS.depth  # what the node's publisher keeps; /diagnostics keeps 10
 
 
 OUTPUTS = {
     o.name: o for o in (
-        Output("labels", "sensor_msgs/msg/Image"),
+        Output("labels", "sensor_msgs/msg/Image", depth=LABELS_QOS.depth),
         Output("color", "sensor_msgs/msg/Image"),
         Output("overlay", "sensor_msgs/msg/Image"),
-        Output("camera_info", "sensor_msgs/msg/CameraInfo"),
+        Output("camera_info", "sensor_msgs/msg/CameraInfo", depth=LABELS_QOS.depth),
         Output("width", "std_msgs/msg/Float32", latched=True, depth=1),
         Output("class_info", "std_msgs/msg/String", latched=True, depth=1),
         Output("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", depth=10),

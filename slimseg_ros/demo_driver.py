@@ -24,7 +24,7 @@ from sensor_msgs.msg import BatteryState, Image
 from std_msgs.msg import Float32
 
 from slimseg_ros.image_codec import fill_image, image_samples
-from slimseg_ros.qos import LATCHED_QOS, OUTPUT_QOS, SENSOR_QOS
+from slimseg_ros.qos import LABELS_QOS, LATCHED_QOS, SENSOR_QOS
 
 # /diagnostics keys kept in the record: what the policy acted on and the node's own frame counters.
 DIAG_KEYS = {
@@ -105,7 +105,7 @@ class DemoDriver(Node):
         self.pub_image = self.create_publisher(Image, "image", SENSOR_QOS)
         self.pub_battery = self.create_publisher(BatteryState, "battery_state", 10)
         out = f"{node_name}/"
-        self.create_subscription(Image, out + "labels", self._on_labels, OUTPUT_QOS)
+        self.create_subscription(Image, out + "labels", self._on_labels, LABELS_QOS)
         self.create_subscription(Float32, out + "width", self._on_width, LATCHED_QOS)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.create_timer(1.0 / camera_fps, self._publish_frame)

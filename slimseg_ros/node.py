@@ -50,7 +50,7 @@ from slimseg_ros.image_codec import (
 )
 from slimseg_ros.manifest import Manifest
 from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, default_thresholds, make_policy
-from slimseg_ros.qos import LATCHED_QOS, OUTPUT_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
+from slimseg_ros.qos import LABELS_QOS, LATCHED_QOS, OUTPUT_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
 from slimseg_ros.resize import (
     Fit,
     fit,
@@ -427,10 +427,10 @@ class SlimsegNode(LifecycleNode):
             pub = self.create_lifecycle_publisher(msg_type, topic, qos)
             return self._track(self.destroy_lifecycle_publisher, pub)
 
-        self.pub_labels = lifecycle_pub(Image, "~/labels", OUTPUT_QOS)
+        self.pub_labels = lifecycle_pub(Image, "~/labels", LABELS_QOS)
         self.pub_color = lifecycle_pub(Image, "~/color", OUTPUT_QOS)
         self.pub_overlay = lifecycle_pub(Image, "~/overlay", OUTPUT_QOS)
-        self.pub_info = lifecycle_pub(CameraInfo, "~/camera_info", OUTPUT_QOS)
+        self.pub_info = lifecycle_pub(CameraInfo, "~/camera_info", LABELS_QOS)
         self.pub_width = lifecycle_pub(Float32, "~/width", LATCHED_QOS)
         self.pub_classes = lifecycle_pub(String, "~/class_info", LATCHED_QOS)
         self.pub_label_info = lifecycle_pub(LabelInfo, "~/label_info", LATCHED_QOS) if LabelInfo else None
