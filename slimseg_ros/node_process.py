@@ -286,6 +286,10 @@ class NodeClient:
         import rclpy
 
         self.executor.shutdown()
+        # the spinner must have left the executor before the node and context go: a thread still inside
+        # rclpy's C++ wait at interpreter exit aborts the process ("terminate called without an active
+        # exception", rc -6)
+        self._spinner.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
