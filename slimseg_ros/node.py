@@ -60,7 +60,7 @@ from slimseg_ros.resize import (
     map_intrinsics,
     to_network,
 )
-from slimseg_ros.shutdown import ignore_signals, stop_on_signals
+from slimseg_ros.shutdown import ignore_signals, restore_signals, stop_on_signals
 from slimseg_ros.stats import LatencyWindow, RateMeter, SequenceGaps
 from slimseg_ros.visualize import colorize, make_palette, overlay
 from slimseg_ros.worker import NewestFrameWorker
@@ -860,7 +860,7 @@ def main(args: list[str] | None = None) -> int:
     KeyboardInterrupt in the main thread instead (slimseg_ros.node_entry installs that before importing
     ROS), and whatever was built so far is freed with further signals ignored.
     """
-    stop_on_signals()
+    previous = stop_on_signals()
     node: SlimsegNode | None = None
     executor: SingleThreadedExecutor | None = None
     code = 0
@@ -887,6 +887,7 @@ def main(args: list[str] | None = None) -> int:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        restore_signals(previous)
     return code
 
 

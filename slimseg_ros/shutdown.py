@@ -12,10 +12,24 @@ import signal
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def stop_on_signals() -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (SIGTERM would otherwise kill)."""
+Handlers = dict[int, object]
+
+
+def stop_on_signals() -> Handlers:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (SIGTERM would otherwise kill).
+
+    Returns the handlers it replaced, for restore_signals."""
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
     for sig in SIGNALS:
         signal.signal(sig, signal.default_int_handler)
+    return previous
+
+
+def restore_signals(previous: Handlers) -> None:
+    """Put back the handlers found before: main() called in-process (tests, tools) must not leave the
+    signals ignored, since child processes inherit an ignored SIGINT and then cannot be stopped by it."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def ignore_signals() -> None:

@@ -46,8 +46,10 @@ def test_params_file_keeps_yaml_types_for_any_namespace(tmp_path: Path) -> None:
 
 
 def test_stop_sends_sigint_and_keeps_the_exit_code_and_log(tmp_path: Path) -> None:
-    code = ("import time\ntry:\n    print('up', flush=True); time.sleep(60)\n"
-            "except KeyboardInterrupt:\n    print('bye')")
+    # Like slimseg_node (slimseg_ros.shutdown), the child installs its SIGINT handler itself: a child of a
+    # background job inherits SIGINT ignored, and Python then keeps it ignored.
+    code = ("import signal, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\ntry:\n"
+            "    print('up', flush=True); time.sleep(60)\nexcept KeyboardInterrupt:\n    print('bye')")
     with NodeProcess(None, tmp_path, command=python(code)) as proc:
         wait_for("up", proc)
         assert proc.alive
