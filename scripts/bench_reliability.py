@@ -288,6 +288,14 @@ def node_large(manifest: str, log_dir: Path, size: str, frames: int) -> list[dic
     return rows
 
 
+def emit_rows(key: str, rows: list[dict], json_path: str | None) -> None:
+    """Print one JSON line per row; with --json also write them under `key`."""
+    for row in rows:
+        print(json.dumps(row))
+    if json_path:
+        Path(json_path).write_text(json.dumps({key: rows}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
@@ -314,18 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         qos_peer(args.role, w, h, args.frames, args.reliable)
         return 0
     if args.qos_probe:
-        rows = qos_probe(args.frames)
-        for row in rows:
-            print(json.dumps(row))
-        if args.json:
-            Path(args.json).write_text(json.dumps({"qos_probe": rows}, indent=2))
+        emit_rows("qos_probe", qos_probe(args.frames), args.json)
         return 0
     if args.node_large:
-        rows = node_large(args.manifest, Path(args.log_dir), args.node_large, args.frames)
-        for row in rows:
-            print(json.dumps(row))
-        if args.json:
-            Path(args.json).write_text(json.dumps({"node_large": rows}, indent=2))
+        emit_rows("node_large", node_large(args.manifest, Path(args.log_dir), args.node_large, args.frames),
+                  args.json)
         return 0
     if args.export_test:
         sys.path.insert(0, str(REPO / "tests"))
