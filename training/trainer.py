@@ -124,7 +124,7 @@ class Trainer:
         self.strategy: StepStrategy = STEPS[cfg["method"]](cfg)
         self.runner: WidthRunner = self.strategy.build_runner()
         if not resume:  # a resumed run reads every weight from its state; no wheel needed then
-            initialise(self.runner, self.strategy.model_cfg, tc.get("init"))
+            initialise(self.runner, self.strategy.model_cfg, tc["init"])
         self.runner = self.runner.to(self.device)
         self.loss = self.strategy.loss.to(self.device)
         self.num_classes = self.strategy.model_cfg.num_classes
