@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
 
 from slimseg_ros.errors import SlimsegError  # noqa: E402
-from slimseg_ros.training.config import DEFAULTS  # noqa: E402
 from slimseg_ros.training.data import (  # noqa: E402
     SegmentationDataset,
     build_train_transform,
     dataset_from_config,
     find_pairs,
 )
+from slimseg_ros.training.run_config import DataConfig  # noqa: E402
 
 IGN = 11
 
@@ -85,8 +85,7 @@ def test_crop_pads_with_ignore_and_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_real_camvid_train_and_val(camvid_root: Path) -> None:
-    data = {**DEFAULTS["data"], "crop": [96, 128], "scale": [0.3, 0.5], "eval_size": [90, 120], "limit": 3,
-            "val_limit": 2}
+    data = DataConfig(crop=(96, 128), scale=(0.3, 0.5), eval_size=(90, 120), limit=3, val_limit=2)
     train = dataset_from_config(camvid_root, data, 11, train=True)
     s = train[0]
     assert s["image"].shape == (3, 96, 128)

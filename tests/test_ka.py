@@ -149,7 +149,7 @@ def tiny(config: str) -> dict:
     """A shipped config shrunk to CPU-test size (same method, extras and loss terms)."""
     from slimseg_ros.training.config import load_config
 
-    cfg = load_config(CONFIGS / config)
+    cfg = load_config(CONFIGS / config).to_dict()
     cfg["model"].update(TINY_MODEL)
     cfg["data"].update(TINY_DATA)
     cfg["train"].update(TINY_TRAIN)
@@ -200,11 +200,11 @@ def test_step_cost_stand_ins_replace_missing_teacher_and_autoencoder(tmp_path: P
 
     cfg = load_config(CONFIGS / "slimseg_ka.yaml")
     out = with_stand_ins(cfg, tmp_path)
-    spec = out["extras"][0]
+    spec = out.extras[0]
     net, _ = load_checkpoint(spec["teacher"])
     ae, _ = load_autoencoder(spec["autoencoder"])
     assert net.cfg.decoder_channels == ae.in_channels == 128 and ae.code_channels == 64
-    assert cfg["extras"][0]["teacher"] == "runs/slimseg/final"  # the input config is not modified
+    assert cfg.extras[0]["teacher"] == "runs/slimseg/final"  # the input config is not modified
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"CamVid not found at {DATA} (set SLIMSEG_DATA)")

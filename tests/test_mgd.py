@@ -101,7 +101,7 @@ def tiny(config: str, unlabeled: Path) -> dict:
     """A shipped config shrunk to CPU-test size (same method, extras and loss terms)."""
     from slimseg_ros.training.config import load_config
 
-    cfg = load_config(CONFIGS / config)
+    cfg = load_config(CONFIGS / config).to_dict()
     model = {**TINY_MODEL, "widths": [1.0]} if len(cfg["model"]["widths"]) == 1 else TINY_MODEL
     cfg["model"].update(model)
     cfg["data"].update(TINY_DATA)
@@ -132,7 +132,7 @@ def test_mgd_teachers_then_student_through_trainer(tmp_path: Path) -> None:
     teachers = next(e for e in trainer.extras if hasattr(e, "nets")).nets
     frozen = {n: {k: v.clone() for k, v in t.state_dict().items()} for n, t in teachers.items()}
     student_before = {k: v.clone() for k, v in trainer.runner.state_dict().items()}
-    logs = trainer.train_step(next(iter(trainer.loader)), next(trainer._unlabeled_batches()))
+    logs = trainer.train_step(next(iter(trainer.loader)), next(trainer.unlabeled_batches()))
     for w in ("w1", "w0.5", "w0.25"):  # every width gets the MGD terms next to SlimSeg's
         assert logs[f"{w}/mgd_pixel"] > 0 and logs[f"{w}/mgd_region"] > 0 and f"{w}/mgd_image" in logs
         assert f"{w}/boundary_bce" in logs
@@ -199,9 +199,8 @@ def test_teacher_pretraining_mean_teacher_average() -> None:
     from slimseg_ros.training.config import load_config
     from slimseg_ros.training.steps import STEPS
 
-    cfg = load_config(CONFIGS / "mgd_teacher_wide.yaml")
-    cfg["model"].update({**TINY_MODEL, "widths": [1.0]})
-    step = STEPS["mgd_teacher"](cfg)
+    model = [f"model.{k}={v}" for k, v in {**TINY_MODEL, "widths": [1.0]}.items()]
+    step = STEPS.get("mgd_teacher")(load_config(CONFIGS / "mgd_teacher_wide.yaml", model))
     assert step.ema_decay == 0.99
     runner = step.build_runner()
     net = runner.net(1.0)
@@ -217,9 +216,8 @@ def test_teacher_pretraining_mean_teacher_average() -> None:
         assert torch.allclose(e, 0.99 * o + 0.01 * p, atol=1e-6)
     logits = step.pseudo_logits(runner, [torch.randn(2, 3, 32, 32)])
     assert logits[0].shape == (2, 11, 32, 32) and not logits[0].requires_grad
-    cfg["loss"]["ema"] = 1.5
     with pytest.raises(SlimsegError, match="loss.ema"):
-        STEPS["mgd_teacher"](cfg)
+        load_config(CONFIGS / "mgd_teacher_wide.yaml", ["loss.ema=1.5"])
 
 
 def test_semi_terms_with_parameters_are_trained_and_checkpointed(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_config_base_is_merged_under_the_file(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text("method: inplace\ntrain: {steps: 7, batch_size: 3}\n")
     (tmp_path / "arm.yaml").write_text("base: base.yaml\ntrain: {steps: 9}\n")
     cfg = load_config(tmp_path / "arm.yaml")
-    assert cfg["method"] == "inplace" and cfg["train"]["steps"] == 9 and cfg["train"]["batch_size"] == 3
+    assert cfg.method == "inplace" and cfg.train.steps == 9 and cfg.train.batch_size == 3
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(SlimsegError, match="its own base"):
         load_config(tmp_path / "loop.yaml")
@@ -40,8 +40,8 @@ def test_every_dev_arm_config_loads() -> None:
     assert arms, "the CPU distillation campaign's configs are missing"
     for path in arms:
         cfg = load_config(path)
-        assert cfg["data"]["val_split"] == "train:0001TP", path  # every arm scores on the held-out sequence
-        assert cfg["model"]["pretrained"] == "imagenet", path
+        assert cfg.data.val_split == "train:0001TP", path  # every arm scores on the held-out sequence
+        assert cfg.model.pretrained == "imagenet", path
 
 
 def test_init_copies_a_checkpoint_and_refuses_another_network(camvid_root: Path, tmp_path: Path) -> None:
@@ -70,12 +70,12 @@ def test_label_fraction_by_parameter_keeps_a_seeded_share(camvid_root: Path, tmp
     assert sorted(p.stem for p in unlabeled) == list(expected.unlabeled)  # withheld frames feed the stream
     saved = json.loads((tmp_path / "partition.json").read_text())
     assert saved["fraction"] == "1/4" and saved["num_labeled"] == 4 and saved["num_unlabeled"] == 12
-    batch = next(trainer._unlabeled_batches())
+    batch = next(trainer.unlabeled_batches())
     assert "label" not in batch and batch["image"].shape[0] == 2
 
 
 def test_label_fraction_errors_are_clear() -> None:
     with pytest.raises(SlimsegError, match="not supported"):
         load_config(SMOKE, ["data.partition.fraction=1/3"])
-    with pytest.raises(SlimsegError, match="data.partition must be"):
+    with pytest.raises(SlimsegError, match="data.partition must set fraction"):
         load_config(SMOKE, ["data.partition.seed=1"])

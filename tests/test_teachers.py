@@ -49,13 +49,13 @@ def test_dev_mgd_and_ka_chains_run_with_pretrained_teachers(camvid_root: Path, t
         pytest.importorskip(pretrained.WHEELS[arch].module, reason="make setup installs the weight wheels")
     for name in ("deep", "wide"):
         cfg = load_config(CONFIGS / f"dev_mgd_teacher_{name}.yaml", TOY)
-        assert cfg["model"]["arch"] == {"deep": "efficientnet_lite2", "wide": "efficientnet_lite1"}[name]
+        assert cfg.model.arch == {"deep": "efficientnet_lite2", "wide": "efficientnet_lite1"}[name]
         Trainer(cfg, camvid_root, tmp_path / name, device="cpu", progress=False).run()
     teachers = f"{{wide: {tmp_path}/wide/final, deep: {tmp_path}/deep/final}}"
     cfg = load_config(CONFIGS / "dev_slimseg_mgd_1of8.yaml",
                       [*TOY, f"extras=[{{name: mgd, teachers: {teachers}}}]"])
     trainer = Trainer(cfg, camvid_root, tmp_path / "mgd", device="cpu", progress=False)
-    logs = trainer.train_step(next(iter(trainer.loader)), next(trainer._unlabeled_batches()))
+    logs = trainer.train_step(next(iter(trainer.loader)), next(trainer.unlabeled_batches()))
     for w in ("w1", "w0.25"):
         assert logs[f"{w}/mgd_pixel"] > 0 and logs[f"{w}/mgd_region"] >= 0 and f"{w}/boundary_bce" in logs
     # KA with `teacher: self`: a run started from a trained checkpoint distils from a frozen copy of it.

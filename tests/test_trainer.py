@@ -14,6 +14,7 @@ from slimseg_ros.errors import SlimsegError  # noqa: E402
 from slimseg_ros.training.boundary import boundary_map  # noqa: E402
 from slimseg_ros.training.checkpoint import load_checkpoint  # noqa: E402
 from slimseg_ros.training.config import load_config  # noqa: E402
+from slimseg_ros.training.context import TrainContext  # noqa: E402
 from slimseg_ros.training.extras import ExtraProvider, register_extra  # noqa: E402
 from slimseg_ros.training.losses import LossContext, register  # noqa: E402
 from slimseg_ros.training.steps import STEPS, SlimSegStep, register_step  # noqa: E402
@@ -43,7 +44,7 @@ def _synthetic_batch(n: int = 2, h: int = 48, w: int = 48) -> dict[str, torch.Te
 def test_each_mode_overfits_a_fixed_batch(method: str) -> None:
     torch.manual_seed(0)
     cfg = load_config(None, [f"method={method}", *TINY])
-    strategy = STEPS[method](cfg)
+    strategy = STEPS.get(method)(cfg)
     runner = strategy.build_runner()
     opt = torch.optim.AdamW(list(runner.parameters()) + list(strategy.loss.parameters()), lr=2e-2)
     batch = _synthetic_batch()
@@ -66,8 +67,8 @@ def test_each_mode_overfits_a_fixed_batch(method: str) -> None:
 def test_teacher_rules() -> None:
     cfg = load_config(None, ["model.widths=[0.25,0.5,0.75,1.0]"])
     ws = [0.25, 0.5, 0.75, 1.0]
-    assert [STEPS["slimseg"](cfg).teacher_of(w, ws) for w in ws] == [0.5, 0.75, 1.0, None]
-    assert [STEPS["inplace"](cfg).teacher_of(w, ws) for w in ws] == [1.0, 1.0, 1.0, None]
+    assert [STEPS.get("slimseg")(cfg).teacher_of(w, ws) for w in ws] == [0.5, 0.75, 1.0, None]
+    assert [STEPS.get("inplace")(cfg).teacher_of(w, ws) for w in ws] == [1.0, 1.0, 1.0, None]
 
 
 def test_poly_lr_and_sampler() -> None:
@@ -148,8 +149,8 @@ class _ProbeExtra(ExtraProvider):
         self.scale = torch.nn.Parameter(torch.tensor(float(init)))
         self.prepared_on = None
 
-    def prepare(self, trainer: Trainer) -> None:
-        self.prepared_on = trainer.device
+    def prepare(self, ctx: TrainContext) -> None:
+        self.prepared_on = ctx.device
 
     def compute(self, images: torch.Tensor, batch: dict) -> dict:
         return {"probe_mean": images.mean(), "probe_scale": self.scale}

@@ -20,12 +20,12 @@ import torch
 from torch.utils.data import Dataset
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.run_config import DataConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # ImageNet statistics on the 0-255 scale: the usual choice, stored in checkpoint metadata so export and the
 # runtime normalise exactly as training did.
-DEFAULT_MEAN = (123.675, 116.28, 103.53)
-DEFAULT_STD = (58.395, 57.12, 57.375)
+DEFAULT_MEAN, DEFAULT_STD = DataConfig.mean, DataConfig.std  # the config's defaults (training/run_config.py)
 
 
 def parse_split(spec: str) -> tuple[str, tuple[str, ...], bool]:
@@ -180,20 +180,17 @@ class SegmentationDataset(Dataset):
                 "name": img_path.stem}
 
 
-def dataset_from_config(root: str | Path, data_cfg: dict[str, Any], num_classes: int, train: bool,
+def dataset_from_config(root: str | Path, data_cfg: DataConfig, num_classes: int, train: bool,
                         seed: int = 0, splits: Sequence[str] | None = None) -> SegmentationDataset:
-    """Build the train (augmented) or validation (resize only) dataset from the config's `data` block."""
-    ignore = int(data_cfg["ignore_index"])
+    """Build the train (augmented) or validation (resize only) dataset from the config's `data` section."""
+    dc, ignore = data_cfg, data_cfg.ignore_index
     if train:
-        tf = build_train_transform(data_cfg["crop"], data_cfg["scale"], data_cfg.get("flip", True),
-                                   data_cfg.get("photometric", True), ignore)
-        splits = splits or data_cfg["train_splits"]
-        return SegmentationDataset(root, splits, num_classes, ignore, tf, data_cfg["mean"], data_cfg["std"],
-                                   seed=seed, limit=data_cfg.get("limit"))
-    tf = build_eval_transform(data_cfg.get("eval_size"))
-    splits = splits or [data_cfg["val_split"]]
-    return SegmentationDataset(root, splits, num_classes, ignore, tf, data_cfg["mean"], data_cfg["std"],
-                               seed=seed, label_transform=False, limit=data_cfg.get("val_limit"))
+        tf = build_train_transform(dc.crop, dc.scale, dc.flip, dc.photometric, ignore)
+        return SegmentationDataset(root, splits or dc.train_splits, num_classes, ignore, tf, dc.mean, dc.std,
+                                   seed=seed, limit=dc.limit)
+    tf = build_eval_transform(dc.eval_size)
+    return SegmentationDataset(root, splits or [dc.val_split], num_classes, ignore, tf, dc.mean, dc.std,
+                               seed=seed, label_transform=False, limit=dc.val_limit)
 
 
 class UnlabeledImages(Dataset):

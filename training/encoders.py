@@ -9,12 +9,13 @@ and expose their per-width channel counts as `skip_channels` / `deep_channels`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
 from torch import nn
 
+from slimseg_ros.training.registry import Registry
 from slimseg_ros.training.slimmable import ConvBNAct, channels, fixed, make_divisible
 
 RESNET18_STAGES = (64, 128, 256, 512)  # channels of the stages at 1/4, 1/8, 1/16, 1/32
@@ -195,12 +196,13 @@ class EfficientNetLiteEncoder(LowHighEncoder):
         self._split(blocks, skip_index, in_list)
 
 
-ENCODERS = {"resnet18": ResNet18Encoder, "mobilenetv2": MobileNetV2Encoder,
-            **{name: partial(EfficientNetLiteEncoder, arch=name) for name in LITE_VARIANTS}}
+ENCODERS: Registry[Callable[[Sequence[float]], nn.Module]] = Registry("encoder")  # model.arch -> builder
+ENCODERS.add("resnet18", ResNet18Encoder)
+ENCODERS.add("mobilenetv2", MobileNetV2Encoder)
+for _name in LITE_VARIANTS:
+    ENCODERS.add(_name, partial(EfficientNetLiteEncoder, arch=_name))
 
 
 def build_encoder(arch: str, widths: Sequence[float]) -> nn.Module:
     """Encoder for `arch`; unknown names fail with the known ones."""
-    if arch not in ENCODERS:
-        raise ValueError(f"unknown encoder arch {arch!r}; known: {', '.join(ENCODERS)}")
-    return ENCODERS[arch](widths)
+    return ENCODERS.get(arch)(widths)

@@ -7,33 +7,35 @@ read the results from `LossContext.extra`. A provider is named in config and bui
       - {name: ka_teacher, checkpoint: runs/teacher/final, autoencoder: runs/ae/final}
 
 Life cycle, driven by the trainer:
-  1. `prepare(trainer)` once, after the model is built and before the optimizer: load frozen networks, move
-     them to `trainer.device`, put them in eval mode.
+  1. `prepare(ctx)` once, after the model is built and before the optimizer: load frozen networks, move
+     them to `ctx.device`, put them in eval mode. `ctx` is the run's TrainContext (training/context.py):
+     device, student, loss terms, amp, run folder, data root, dist info and the typed config.
   2. `parameters()`: trainable tensors (adapters) the optimizer should update with the model.
   3. every step, `compute(images, batch) -> dict`: merged into `LossContext.extra` for every width
      (run under torch.no_grad() yourself for frozen parts; keys must be unique across providers).
-Register with `@register_extra("name")`; YAML keys other than `name` are constructor arguments. The module
-defining a provider must be imported before the trainer builds extras: list it in the config's `imports:`.
+Register with `@register_extra("name")`; YAML keys other than `name` are constructor arguments. The built-in
+providers (teachers.py, semi.py) are always registered; a third-party module defining one is listed under
+the config's `imports:`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-if TYPE_CHECKING:
-    from slimseg_ros.training.trainer import Trainer
+from slimseg_ros.training.registry import Registry
 
-EXTRAS: dict[str, type[ExtraProvider]] = {}
+if TYPE_CHECKING:
+    from slimseg_ros.training.context import TrainContext
 
 
 class ExtraProvider:
     """Base class: does nothing by default, so a provider overrides only what it needs."""
 
-    def prepare(self, trainer: Trainer) -> None:
-        """Load and freeze helper networks; `trainer.device`, `trainer.model`, `trainer.cfg` are ready."""
+    def prepare(self, ctx: TrainContext) -> None:
+        """Load and freeze helper networks; the student and the loss terms are on `ctx.device`."""
 
     def compute(self, images: torch.Tensor, batch: dict[str, Any]) -> dict[str, Any]:
         """Values for `LossContext.extra` on this batch (images already on the device, normalised)."""
@@ -51,16 +53,9 @@ class ExtraProvider:
         """Restore what `state_dict` returned."""
 
 
-def register_extra(name: str) -> Callable[[type[ExtraProvider]], type[ExtraProvider]]:
-    """Class decorator: make a provider buildable from config under `name`."""
-
-    def deco(cls: type[ExtraProvider]) -> type[ExtraProvider]:
-        if name in EXTRAS:
-            raise KeyError(f"extras provider already registered: {name}")
-        EXTRAS[name] = cls
-        return cls
-
-    return deco
+EXTRAS: Registry[type[ExtraProvider]] = Registry(
+    "extras provider", builtins=("slimseg_ros.training.teachers", "slimseg_ros.training.semi"))
+register_extra = EXTRAS.register
 
 
 def build_extras(specs: Iterable[dict[str, Any]] | None) -> list[ExtraProvider]:
@@ -69,11 +64,7 @@ def build_extras(specs: Iterable[dict[str, Any]] | None) -> list[ExtraProvider]:
     for spec in specs or []:
         spec = dict(spec)
         name = spec.pop("name", None)
-        if name not in EXTRAS:
-            known = ", ".join(sorted(EXTRAS)) or "none"
-            raise KeyError(f"extras provider not registered: {name}; known: {known}"
-                           " (list the module defining it under `imports:` in the config)")
-        out.append(EXTRAS[name](**spec))
+        out.append(EXTRAS.get(name)(**spec))
     return out
 
 

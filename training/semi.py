@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import shutil
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,9 +32,11 @@ from slimseg_ros.training.extras import ExtraProvider, register_extra
 from slimseg_ros.training.losses import LossContext
 from slimseg_ros.training.slimmable import set_width
 from slimseg_ros.training.steps import StepStrategy, register_step
+from slimseg_ros.training.teachers import MGDProvider
 
 if TYPE_CHECKING:
-    from slimseg_ros.training.trainer import Trainer
+    from slimseg_ros.training.context import TrainContext
+    from slimseg_ros.training.run_config import RunConfig
 
 _OHEM = {"name": "ce", "weight": 1.0, "ohem": True}  # OHEM CE as in the MGD reference code
 
@@ -94,20 +96,35 @@ def is_semi_term(name: str) -> bool:
 
 
 class _SemiStep(StepStrategy):
-    """Shared loop: one forward per width on [labelled ; mixed], terms split by the batch part they need."""
+    """Shared loop: one forward per width on [labelled ; mixed], terms split by the batch part they need.
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    A subclass says only what the mgd_* terms compare against (`semi_targets`)."""
+
+    def __init__(self, cfg: RunConfig) -> None:
         super().__init__(cfg)
         # One WeightedLoss holds every term (so all of them are moved, optimised and checkpointed by the
         # trainer); run_widths selects the supervised and the mgd_* terms for their batch parts.
         if not any(is_semi_term(n) for n in self.loss.names):
-            raise SlimsegError(f"method {cfg['method']} has no mgd_* loss term", "add e.g. {name: mgd_pixel}")
+            raise SlimsegError(f"method {cfg.method} has no mgd_* loss term", "add e.g. {name: mgd_pixel}")
         # CutMix box parameters (training/cutmix.py box_masks keywords) under loss.cutmix; reference defaults
-        self.cutmix = dict(cfg["loss"].get("cutmix") or {})
+        self.cutmix = dict(cfg.loss.cutmix)
         if "prop_range" in self.cutmix:
             self.cutmix["prop_range"] = tuple(self.cutmix["prop_range"])
-        seed = int(cfg["train"]["seed"])
-        self.generator = torch.Generator().manual_seed(seed + 7919)  # CutMix boxes reproducible per run
+        self.generator = torch.Generator().manual_seed(cfg.train.seed + 7919)  # CutMix boxes per run
+
+    def semi_targets(self, runner: torch.nn.Module, batch: dict[str, Any], u0: torch.Tensor, u1: torch.Tensor,
+                     mixed: torch.Tensor, mask: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """`ctx.extra["mgd"]` of the step: pseudo-labels, logits and features on [labelled ; mixed]."""
+        raise NotImplementedError
+
+    def compute(self, runner: torch.nn.Module, batch: dict[str, Any], unlabeled: dict[str, Any] | None,
+                extra: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """CutMix the unlabelled pair with one box mask, then every width on [labelled ; mixed]."""
+        u0, u1 = split_pair(unlabeled, self.cfg.method)
+        mask = draw_masks(u0, self.cutmix, self.generator)
+        mixed = mix_images(u0, u1, mask)
+        semi = self.semi_targets(runner, batch, u0, u1, mixed, mask)
+        return self.run_widths(runner, batch, mixed, semi, extra)
 
     def run_widths(
         self,
@@ -169,22 +186,19 @@ class MGDStep(_SemiStep):
         {"name": "mgd_region", "weight": 100.0, "teacher": "wide"},
     ]
     needs_boundary = True
+    teachers: MGDProvider | None = None
 
-    def compute(
-        self,
-        runner: torch.nn.Module,
-        batch: dict[str, Any],
-        unlabeled: dict[str, Any] | None,
-        extra: dict[str, Any],
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        provider = extra.get("mgd_teachers")
-        if provider is None:
+    def bind(self, ctx: TrainContext, extras: Sequence[Any]) -> None:
+        """Take the frozen teachers of the run's `mgd` extras provider (it loaded them on the device)."""
+        self.teachers = next((e for e in extras if isinstance(e, MGDProvider)), None)
+        if self.teachers is None:
             raise SlimsegError("method mgd needs the frozen teachers", "add the `mgd` extras provider")
-        u0, u1 = split_pair(unlabeled, "mgd")
-        mask = draw_masks(u0, self.cutmix, self.generator)
-        mixed = mix_images(u0, u1, mask)
-        semi = prepare_mgd_extra(provider.nets, batch["image"], u0, u1, mixed, mask, provider.run)
-        return self.run_widths(runner, batch, mixed, semi, extra)
+
+    def semi_targets(self, runner: torch.nn.Module, batch: dict[str, Any], u0: torch.Tensor, u1: torch.Tensor,
+                     mixed: torch.Tensor, mask: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        if self.teachers is None:
+            raise SlimsegError("method mgd ran before bind()", "the trainer binds the step to its extras")
+        return prepare_mgd_extra(self.teachers.nets, batch["image"], u0, u1, mixed, mask, self.teachers.run)
 
 
 @register_step("mgd_teacher")
@@ -200,12 +214,9 @@ class MGDTeacherStep(_SemiStep):
 
     default_terms = [_OHEM, {"name": "mgd_pixel", "weight": 1.0, "teachers": ["self"]}]
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: RunConfig) -> None:
         super().__init__(cfg)
-        ema = cfg["loss"].get("ema")
-        self.ema_decay = None if ema is None else float(ema)
-        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
-            raise SlimsegError(f"loss.ema must be in [0, 1), got {ema}", "e.g. 0.99, or null for no average")
+        self.ema_decay = cfg.loss.ema  # in [0, 1) or None (checked by training/run_config.py LossConfig)
         self.ema: torch.nn.Module | None = None
 
     @torch.no_grad()
@@ -233,20 +244,12 @@ class MGDTeacherStep(_SemiStep):
         set_width(ema, widest)
         return [ema(x) for x in images]
 
-    def compute(
-        self,
-        runner: torch.nn.Module,
-        batch: dict[str, Any],
-        unlabeled: dict[str, Any] | None,
-        extra: dict[str, Any],
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        u0, u1 = split_pair(unlabeled, "mgd_teacher")
-        mask = draw_masks(u0, self.cutmix, self.generator)
+    def semi_targets(self, runner: torch.nn.Module, batch: dict[str, Any], u0: torch.Tensor, u1: torch.Tensor,
+                     mixed: torch.Tensor, mask: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         p0, p1 = self.pseudo_logits(runner, [u0, u1])
         pseudo_u = mix_images(p0, p1, mask).argmax(1)
         ignore = torch.full_like(batch["label"], self.ignore_index)  # labelled images learn from labels
-        semi = {"pseudo": {"self": torch.cat([ignore, pseudo_u])}, "logits": {}, "feat": {}}
-        return self.run_widths(runner, batch, mix_images(u0, u1, mask), semi, extra)
+        return {"pseudo": {"self": torch.cat([ignore, pseudo_u])}, "logits": {}, "feat": {}}
 
 
 @register_extra("partition_record")
@@ -261,10 +264,10 @@ class PartitionRecord(ExtraProvider):
     def __init__(self, fraction: str | None = None) -> None:
         self.fraction = fraction
 
-    def prepare(self, trainer: Trainer) -> None:
+    def prepare(self, ctx: TrainContext) -> None:
         from slimseg_ros.training.partition import load_partition, parse_fraction
 
-        root = Path(trainer.data_root)
+        root = ctx.data_root
         src = next((d for d in (root, root.parent) if (d / "partition.json").is_file()), None)
         if src is None:
             raise SlimsegError(
@@ -277,8 +280,8 @@ class PartitionRecord(ExtraProvider):
                 f"--data {root} holds a {part.fraction} partition, the config expects {self.fraction}",
                 "point --data at the matching partition folder",
             )
-        if trainer.dist.is_main:
-            out = Path(trainer.out)
+        if ctx.dist.is_main:
+            out = ctx.out_dir
             out.mkdir(parents=True, exist_ok=True)
             for name in ("partition.json", "labeled.txt", "unlabeled.txt"):
                 if (src / name).is_file():

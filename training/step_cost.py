@@ -16,7 +16,6 @@ weights.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import resource
 import statistics
@@ -30,6 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.run_config import RunConfig
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -56,12 +56,12 @@ def _teacher_model(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg["model"]
 
 
-def with_stand_ins(cfg: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    """Copy of cfg whose missing teacher/autoencoder files are replaced by untrained stand-ins."""
+def with_stand_ins(config: RunConfig, tmp: Path) -> RunConfig:
+    """Copy of the config whose missing teacher/autoencoder files are replaced by untrained stand-ins."""
     from slimseg_ros.training.autoencoder import FeatureAutoencoder, save_autoencoder
     from slimseg_ros.training.model import ModelConfig
 
-    cfg = copy.deepcopy(cfg)
+    cfg = config.to_dict()
     for spec in cfg.get("extras") or []:
         if "teacher" in spec and spec["teacher"] != "self":
             spec["teacher"] = _stand_in(spec["teacher"], cfg["model"], tmp)
@@ -74,12 +74,10 @@ def with_stand_ins(cfg: dict[str, Any], tmp: Path) -> dict[str, Any]:
             code = next((t["code_channels"] for t in cfg["loss"]["terms"] or [] if "code_channels" in t), 64)
             feat = ModelConfig.from_dict(cfg["model"]).decoder_channels
             spec["autoencoder"] = str(save_autoencoder(FeatureAutoencoder(feat, code), tmp / "stand_in_ae"))
-    return cfg
+    return RunConfig.from_dict(cfg)
 
 
-def measure(
-    cfg: dict[str, Any], data: str | Path, steps: int, warmup: int, device: str | None
-) -> dict[str, Any]:
+def measure(cfg: RunConfig, data: str | Path, steps: int, warmup: int, device: str | None) -> dict[str, Any]:
     """Median/p90 seconds per optimizer step and peak memory (MiB) of `cfg` on `device`."""
     from slimseg_ros.training.trainer import Trainer
 
@@ -87,17 +85,15 @@ def measure(
         run_cfg = with_stand_ins(cfg, Path(tmp))
         trainer = Trainer(run_cfg, data, Path(tmp) / "run", device=device, progress=False)
         cuda = trainer.device.type == "cuda"
-        unl = trainer._unlabeled_batches() if trainer.unlabeled_loader is not None else None
-        batches = iter(trainer.loader)
+        batches = trainer.epoch_batches(0, skip=0)
         times: list[float] = []
         step_flops = 0
         for i in range(warmup + steps):
-            try:
-                batch = next(batches)
+            try:  # data loading stays outside the clock; epoch 0 again when it runs out
+                batch, unlabeled = next(batches)
             except StopIteration:
-                batches = iter(trainer.loader)
-                batch = next(batches)
-            unlabeled = next(unl) if unl is not None else None  # data loading stays outside the clock
+                batches = trainer.epoch_batches(0, skip=0)
+                batch, unlabeled = next(batches)
             if i == warmup and cuda:
                 torch.cuda.reset_peak_memory_stats(trainer.device)
             if cuda:
@@ -121,10 +117,10 @@ def measure(
             kind = f"cpu ({torch.get_num_threads()} threads, process peak RSS)"
     times.sort()
     return {
-        "method": cfg["method"],
-        "batch_size": cfg["train"]["batch_size"],
-        "unlabeled_batch": (cfg["data"].get("unlabeled") or {}).get("batch_size"),
-        "crop": cfg["data"]["crop"],
+        "method": cfg.method,
+        "batch_size": cfg.train.batch_size,
+        "unlabeled_batch": cfg.data.unlabeled.batch_size if cfg.data.unlabeled else None,
+        "crop": list(cfg.data.crop),
         "step_gflops": round(step_flops / 1e9, 2),  # forward + backward, teachers included
         "step_s_median": round(statistics.median(times), 4),
         "step_s_p90": round(times[min(len(times) - 1, int(0.9 * len(times)))], 4),

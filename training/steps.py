@@ -11,13 +11,14 @@ Methods registered here:
   no_boundary  slimseg without the boundary terms
   inplace      every narrower width distilled from the widest (US-Nets), no boundary terms
   independent  one separate network per width, each trained on the labels alone (the baseline)
-Other modules register more (e.g. `method: mgd`) with `@register_step(name)`.
+Built-in methods elsewhere: mgd and mgd_teacher (training/semi.py), ka_autoencoder (training/teachers.py).
+A third-party module registers more with `@register_step(name)` and is listed under the config's `imports:`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -25,21 +26,19 @@ from torch import nn
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.losses import LossContext, WeightedLoss
 from slimseg_ros.training.model import ModelConfig, SlimSegNet
+from slimseg_ros.training.registry import Registry
 from slimseg_ros.training.slimmable import set_width
 
-STEPS: dict[str, type[StepStrategy]] = {}
+if TYPE_CHECKING:
+    from slimseg_ros.training.context import TrainContext
+    from slimseg_ros.training.extras import ExtraProvider
+    from slimseg_ros.training.run_config import RunConfig
 
-
-def register_step(name: str) -> Callable[[type[StepStrategy]], type[StepStrategy]]:
-    """Class decorator: make a strategy selectable with `method: name` in config."""
-
-    def deco(cls: type[StepStrategy]) -> type[StepStrategy]:
-        if name in STEPS:
-            raise KeyError(f"step strategy already registered: {name}")
-        STEPS[name] = cls
-        return cls
-
-    return deco
+# `method:` -> strategy class. The built-in methods outside this module (KA's autoencoder stage in
+# teachers.py, MGD in semi.py) are imported on the first lookup: no config has to list them.
+STEPS: Registry[type[StepStrategy]] = Registry(
+    "step strategy", builtins=("slimseg_ros.training.semi", "slimseg_ros.training.teachers"))
+register_step = STEPS.register
 
 
 def wkey(width: float) -> str:
@@ -89,31 +88,35 @@ class StepStrategy:
     #: whether the step needs ground-truth boundary maps in the batch (boundary_gt)
     needs_boundary = False
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        self.model_cfg = ModelConfig.from_dict(cfg["model"])
-        self.ignore_index = int(cfg["data"]["ignore_index"])
+        self.model_cfg = cfg.model
+        self.ignore_index = cfg.data.ignore_index
         terms = self.term_specs(cfg)
         try:
             self.loss = WeightedLoss(terms)
         except (KeyError, ValueError, TypeError) as exc:  # unknown term, bad argument or value
-            raise SlimsegError(f"loss.terms of method {cfg['method']!r}: {exc}",
+            raise SlimsegError(f"loss.terms of method {cfg.method!r}: {exc}",
                                "see training/losses/ for the terms and their arguments") from exc
         self.needs_boundary = self.needs_boundary or any(
             t["name"].startswith("boundary") for t in terms)
 
-    def term_specs(self, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    def term_specs(self, cfg: RunConfig) -> list[dict[str, Any]]:
         """The run's loss terms: `loss.terms` (a list; a method name for that method's defaults; null for
         this method's) followed by `loss.add_terms`, so an arm that adds KA or MGD terms to a method
         states only what it adds."""
-        terms = cfg["loss"]["terms"]
+        terms = cfg.loss.terms
         if terms is None:
             terms = self.default_terms
         elif isinstance(terms, str):
             if terms not in STEPS:
                 raise SlimsegError(f"loss.terms names unknown method {terms!r}", f"known: {', '.join(STEPS)}")
-            terms = STEPS[terms].default_terms
-        return [*terms, *(cfg["loss"].get("add_terms") or [])]
+            terms = STEPS.get(terms).default_terms
+        return [*terms, *cfg.loss.add_terms]
+
+    def bind(self, ctx: TrainContext, extras: Sequence[ExtraProvider]) -> None:
+        """Called once the run is set up (student on the device, extras prepared): a strategy that needs a
+        provider's networks (MGD's frozen teachers) takes them here, not through the per-batch extras."""
 
     def build_runner(self) -> WidthRunner:
         """The trainable module (DDP wraps it); default: one shared slimmable network."""

@@ -7,8 +7,10 @@
 `ka_autoencoder`  The autoencoder stage (with `method: ka_autoencoder`): trains the autoencoder on the frozen
                   teacher's features and writes it to `<out>/ka_autoencoder.safetensors`.
 `mgd`             MGD: two frozen teachers (wide and deep configurations). The provider owns loading,
-                  freezing and devices; it hands itself to the `mgd` step strategy (`extra["mgd_teachers"]`),
-                  which knows which images (labelled, two unlabelled, their CutMix) the teachers must see.
+                  freezing and devices; the `mgd` step strategy takes it once at set-up (StepStrategy.bind),
+                  since only the step knows which images (labelled, two unlabelled, their CutMix) the
+                  teachers must see.
+Providers get the run's TrainContext (training/context.py), never the trainer.
 Frozen means eval mode (BN running statistics, no dropout) and requires_grad False: a teacher never learns.
 """
 
@@ -38,7 +40,7 @@ from slimseg_ros.training.slimmable import get_width, set_width
 from slimseg_ros.training.steps import StepStrategy, WidthRunner, register_step
 
 if TYPE_CHECKING:
-    from slimseg_ros.training.trainer import Trainer
+    from slimseg_ros.training.context import TrainContext
 
 
 class FrozenTeacher(nn.Module):
@@ -69,21 +71,11 @@ def load_teacher(path: str | Path, width: float | None = None) -> FrozenTeacher:
     return FrozenTeacher(net, width)
 
 
-def unwrap_model(trainer: Trainer) -> nn.Module:
-    """The trainer's slimmable network (inside its WidthRunner), for the `self` teacher."""
-    runner: Any = getattr(trainer, "runner", None)
-    if runner is None or not getattr(runner, "shared", False):
-        raise SlimsegError(
-            "KA needs one shared slimmable student (method slimseg, inplace or no_boundary)",
-            "the independent baseline has no shared network; for teacher 'self' give a checkpoint instead",
-        )
-    return runner.unique_nets()[0][1]
-
-
-def _resolve_teacher(spec: str, width: float | None, trainer: Trainer) -> FrozenTeacher:
+def _resolve_teacher(spec: str, width: float | None, ctx: TrainContext) -> FrozenTeacher:
+    """`self`: a frozen copy of the run's starting student; else a checkpoint, on the run's device."""
     if spec == "self":
-        return FrozenTeacher(copy.deepcopy(unwrap_model(trainer)), width)
-    return load_teacher(spec, width)
+        return FrozenTeacher(copy.deepcopy(ctx.student()), width).to(ctx.device)
+    return load_teacher(spec, width).to(ctx.device)
 
 
 @register_extra("ka")
@@ -96,10 +88,9 @@ class KAProvider(ExtraProvider):
         self.ae: FeatureAutoencoder | None = None
         self.autocast: Any = nullcontext
 
-    def prepare(self, trainer: Trainer) -> None:
+    def prepare(self, ctx: TrainContext) -> None:
         """Load the teacher and its autoencoder; check that the code fits the teacher's features."""
-        device = torch.device(trainer.device)
-        self.teacher = _resolve_teacher(self.teacher_spec, self.width, trainer).to(device)
+        self.teacher = _resolve_teacher(self.teacher_spec, self.width, ctx)
         ae, _ = load_autoencoder(self.ae_path)
         feat_ch = channels_at(self.teacher.net, self.teacher.width)
         if ae.in_channels != feat_ch:
@@ -108,11 +99,9 @@ class KAProvider(ExtraProvider):
                 f"{self.teacher_spec} has {feat_ch}",
                 "train the autoencoder on this teacher",
             )
-        self.ae = freeze(ae.to(device))
-        check_adapters(trainer, ae)
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(trainer.cfg["train"].get("amp")))
-        if device.type == "cuda" and amp is not None:  # the trainer's mixed precision (CUDA only)
-            self.autocast = lambda: torch.autocast("cuda", dtype=amp)
+        self.ae = freeze(ae.to(ctx.device))
+        check_adapters(ctx, ae)
+        self.autocast = ctx.autocast  # the run's mixed precision (CUDA only)
 
     @torch.no_grad()
     def compute(self, images: torch.Tensor, batch: dict[str, Any]) -> dict[str, Any]:
@@ -122,19 +111,14 @@ class KAProvider(ExtraProvider):
             return {"ka_code": self.ae.encode(self.teacher(images)["feat"])}
 
 
-def check_adapters(trainer: Trainer, ae: FeatureAutoencoder) -> None:
+def check_adapters(ctx: TrainContext, ae: FeatureAutoencoder) -> None:
     """Fail at start-up, not mid-run, when the ka_* terms do not fit the student or the autoencoder."""
-    loss = getattr(trainer, "loss", None)
-    terms = (
-        [(n, t) for n, t in zip(loss.names, loss.terms, strict=True) if hasattr(t, "adapters")]
-        if loss
-        else []
-    )
+    terms = [(n, t) for n, t in zip(ctx.loss.names, ctx.loss.terms, strict=True) if hasattr(t, "adapters")]
     if not terms:
         raise SlimsegError(
             "the ka extras feed no loss term", "add ka_adapt / ka_affinity terms to loss.terms"
         )
-    student = unwrap_model(trainer)
+    student = ctx.student()
     full = channels_at(student, max(student.cfg.widths))
     for name, term in terms:
         for key, adapter in term.adapters.items():
@@ -196,14 +180,13 @@ class KAAutoencoderStage(ExtraProvider):
         self.ae: FeatureAutoencoder | None = None
         self.out: Path | None = None
 
-    def prepare(self, trainer: Trainer) -> None:
-        if trainer.dist.distributed:
+    def prepare(self, ctx: TrainContext) -> None:
+        if ctx.dist.distributed:
             raise SlimsegError("the KA autoencoder stage runs in one process", "run it without torchrun")
-        device = torch.device(trainer.device)
-        self.teacher = _resolve_teacher(self.teacher_spec, self.width, trainer).to(device)
+        self.teacher = _resolve_teacher(self.teacher_spec, self.width, ctx)
         feat_ch = channels_at(self.teacher.net, self.teacher.width)
-        self.ae = FeatureAutoencoder(feat_ch, **self.ae_args).to(device).train()
-        self.out = Path(trainer.out) / self.name
+        self.ae = FeatureAutoencoder(feat_ch, **self.ae_args).to(ctx.device).train()
+        self.out = ctx.out_dir / self.name
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         if self.ae is None:
@@ -237,7 +220,7 @@ class KAAutoencoderStep(StepStrategy):
     default_terms: list[dict[str, Any]] = []
 
     def build_runner(self) -> WidthRunner:
-        specs = [e for e in self.cfg.get("extras") or [] if e.get("name") == "ka_autoencoder"]
+        specs = [e for e in self.cfg.extras if e.get("name") == "ka_autoencoder"]
         if len(specs) != 1:
             raise SlimsegError("method ka_autoencoder needs exactly one `ka_autoencoder` extras entry")
         net, _ = load_checkpoint(specs[0]["teacher"])
@@ -247,13 +230,8 @@ class KAAutoencoderStep(StepStrategy):
         self.model_cfg = dataclasses.replace(net.cfg, pretrained=None)
         return WidthRunner({w: net for w in net.cfg.widths}, shared=True)
 
-    def compute(
-        self,
-        runner: nn.Module,
-        batch: dict[str, Any],
-        unlabeled: dict[str, Any] | None,
-        extra: dict[str, Any],
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute(self, runner: nn.Module, batch: dict[str, Any], unlabeled: dict[str, Any] | None,
+                extra: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         loss = extra.get("ka_ae_loss")
         if loss is None:
             raise SlimsegError("method ka_autoencoder needs the `ka_autoencoder` extras provider")
@@ -262,7 +240,7 @@ class KAAutoencoderStep(StepStrategy):
 
 @register_extra("mgd")
 class MGDProvider(ExtraProvider):
-    """The two frozen MGD teachers, by name (default: wide, deep), handed to the `mgd` step strategy."""
+    """The frozen MGD teachers, by name (wide, deep); the `mgd` step strategy takes the provider in `bind`."""
 
     def __init__(self, teachers: dict[str, str], width: float | None = None) -> None:
         if not teachers:
@@ -271,18 +249,12 @@ class MGDProvider(ExtraProvider):
         self.width = width
         self.nets: dict[str, FrozenTeacher] = {}
 
-    def prepare(self, trainer: Trainer) -> None:
-        """Load and freeze every teacher on the trainer's device."""
-        device = torch.device(trainer.device)
-        self.nets = {
-            name: _resolve_teacher(p, self.width, trainer).to(device) for name, p in self.paths.items()
-        }
+    def prepare(self, ctx: TrainContext) -> None:
+        """Load and freeze every teacher on the run's device."""
+        self.nets = {name: _resolve_teacher(p, self.width, ctx) for name, p in self.paths.items()}
 
     def run(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Every teacher's aux outputs on `images` (no gradients)."""
         if not self.nets:
             raise SlimsegError("mgd extras used before prepare()")
         return {name: net(images) for name, net in self.nets.items()}
-
-    def compute(self, images: torch.Tensor, batch: dict[str, Any]) -> dict[str, Any]:
-        return {"mgd_teachers": self}

@@ -1,6 +1,9 @@
 """The training loop: data, optimizer and poly LR, AMP, DDP, checkpoints, resume, logs, periodic evaluation.
 
-What a step computes lives in training/steps.py (one strategy per method); this module only drives it.
+What a step computes lives in training/steps.py (one strategy per method); this module only drives it, in
+pieces that can each be run alone: `train_step` (one optimizer step), `RunLog` and `epoch_means` (JSONL and
+TensorBoard records), `checkpoint_due` / `save_state` / `resume` (checkpoints) and `validate`; `run` strings
+them together. Plug-ins see the run through a TrainContext (training/context.py), never through the Trainer.
 Every process builds the same model from the same seed; DDP averages gradients, so replicas stay identical.
 BatchNorm under DDP: on CUDA the per-width BNs are converted to SyncBatchNorm (`train.sync_bn: auto`), on
 CPU (gloo) each process normalises with its own batch statistics and DDP broadcasts rank 0's running
@@ -14,7 +17,6 @@ import math
 import random
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +29,13 @@ from torch.utils.data import DataLoader, Sampler
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.training.boundary import boundary_map
 from slimseg_ros.training.checkpoint import save_checkpoint
+from slimseg_ros.training.context import TrainContext, amp_dtype
 from slimseg_ros.training.data import UnlabeledImages, dataset_from_config
 from slimseg_ros.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from slimseg_ros.training.extras import build_extras, compute_extras
 from slimseg_ros.training.initialise import initialise
 from slimseg_ros.training.partition import partition_pairs, save_partition
+from slimseg_ros.training.run_config import OptimConfig, PartitionConfig, RunConfig
 from slimseg_ros.training.steps import STEPS, StepStrategy, WidthRunner
 from slimseg_ros.training.train_state import load_train_state, save_train_state, state_paths
 
@@ -75,16 +79,15 @@ def poly_lr(base: float, step: int, total: int, power: float, warmup: int = 0) -
     return base * (1.0 - min(step, total) / max(total, 1)) ** power
 
 
-def build_optimizer(params: list[nn.Parameter], optim_cfg: dict[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(params: list[nn.Parameter], optim_cfg: OptimConfig) -> torch.optim.Optimizer:
     """AdamW or SGD; weight decay only on conv/linear weights (not BN affine parameters or biases)."""
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": float(optim_cfg["weight_decay"])},
+    groups = [{"params": decay, "weight_decay": optim_cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    lr = float(optim_cfg["lr"])
-    if optim_cfg["name"] == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=float(optim_cfg["momentum"]), nesterov=True)
-    return torch.optim.AdamW(groups, lr=lr)
+    if optim_cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=optim_cfg.lr, momentum=optim_cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=optim_cfg.lr)
 
 
 def read_classes(data_root: Path, classes_file: str | None, num_classes: int) -> tuple[list[str], list]:
@@ -106,110 +109,152 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def checkpoint_due(step: int, every: int | None, total: int) -> bool:
+    """Whether a periodic save or evaluation falls after `step`: every N steps, never at the last one (the
+    end of the run saves and evaluates anyway); 0 or None means never on schedule."""
+    return bool(every) and step % int(every) == 0 and step < total
+
+
+def epoch_means(sums: dict[str, float], count: int, dist: DistInfo) -> dict[str, float]:
+    """Per-epoch means of the steps' logs, averaged over processes."""
+    return all_reduce_mean({k: v / max(count, 1) for k, v in sums.items()}, dist)
+
+
+class RunLog:
+    """The run's records: one JSON line each in `<out>/metrics.jsonl`, scalars also to TensorBoard.
+
+    Only the main process writes; TensorBoard is skipped when it is not installed or `tensorboard=False`.
+    """
+
+    def __init__(self, out: Path, is_main: bool, tensorboard: bool = True) -> None:
+        self.path, self.is_main = out / "metrics.jsonl", is_main
+        self.writer = self._tensorboard(out) if is_main and tensorboard else None
+
+    @staticmethod
+    def _tensorboard(out: Path) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: JSONL only
+            return None
+        return SummaryWriter(str(out / "tb"))
+
+    def write(self, record: dict[str, Any], scalars: bool = True) -> None:
+        """Append `record`; with `scalars`, its numbers (not step/epoch) also go to TensorBoard."""
+        if not self.is_main:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if scalars and self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, int | float) and k not in ("step", "epoch"):
+                    self.writer.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 class Trainer:
     """Owns model(s), optimizer, data and the loop; `run()` trains to `train.steps` and returns a summary."""
 
-    def __init__(self, cfg: dict[str, Any], data_root: str | Path, out_dir: str | Path,
+    def __init__(self, cfg: RunConfig | dict[str, Any], data_root: str | Path, out_dir: str | Path,
                  device: str | None = None, resume: bool = False, dist_info: DistInfo | None = None,
                  progress: bool = True) -> None:
-        self.cfg, self.data_root, self.out = cfg, Path(data_root), Path(out_dir)
+        self.cfg = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
+        self.data_root, self.out = Path(data_root), Path(out_dir)
         self.dist = dist_info or init_distributed(device)
         self.device = self.dist.device
-        tc = cfg["train"]
-        if tc.get("threads") and self.device.type == "cpu":
-            torch.set_num_threads(int(tc["threads"]))
-        seed_everything(int(tc["seed"]))
+        tc = self.cfg.train
+        if tc.threads and self.device.type == "cpu":
+            torch.set_num_threads(tc.threads)
+        seed_everything(tc.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
-        self.strategy: StepStrategy = STEPS[cfg["method"]](cfg)
+        self.strategy: StepStrategy = STEPS.get(self.cfg.method)(self.cfg)
         self.runner: WidthRunner = self.strategy.build_runner()
         if not resume:  # a resumed run reads every weight from its state; no wheel needed then
-            initialise(self.runner, self.strategy.model_cfg, tc["init"])
+            initialise(self.runner, self.strategy.model_cfg, tc.init)
         self.runner = self.runner.to(self.device)
         self.loss = self.strategy.loss.to(self.device)
         self.num_classes = self.strategy.model_cfg.num_classes
-        self.ignore_index = int(cfg["data"]["ignore_index"])
-        self.classes, self.colors = read_classes(self.data_root, cfg["data"].get("classes_file"),
-                                                 self.num_classes)
+        self.ignore_index = self.cfg.data.ignore_index
+        self.classes, self.colors = read_classes(self.data_root, self.cfg.data.classes_file, self.num_classes)
         self.progress = progress and self.dist.is_main
         self.step = 0
+        self.amp_dtype = amp_dtype(self.device, tc.amp)
+        self.ctx = TrainContext(config=self.cfg, device=self.device, runner=self.runner, loss=self.loss,
+                                amp_dtype=self.amp_dtype, out_dir=self.out, data_root=self.data_root,
+                                dist=self.dist)
         try:
-            self.extras = build_extras(cfg.get("extras"))
+            self.extras = build_extras(self.cfg.extras)
         except (KeyError, TypeError) as exc:
             raise SlimsegError(f"extras: {exc}", "check the provider names and their arguments") from exc
         for e in self.extras:
-            e.prepare(self)
+            e.prepare(self.ctx)
+        self.strategy.bind(self.ctx, self.extras)
         params = [p for p in self.runner.parameters() if p.requires_grad]
         # Trainable tensors outside the DDP-wrapped runner (loss-term adapters, extras): DDP does not see
         # them, so their gradients are averaged across processes by hand (see _sync_outside_grads).
         self.outside_params = [p for p in self.loss.parameters() if p.requires_grad]
         self.outside_params += [p for e in self.extras for p in e.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(params + self.outside_params, cfg["optim"])
-        self.amp_dtype = self._amp_dtype(tc.get("amp"))
+        self.optimizer = build_optimizer(params + self.outside_params, self.cfg.optim)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self._build_data()
         if resume:
-            self._resume()
+            self.resume()
         self.module = self._wrap_ddp()
+        self._unlabeled: Iterator[dict[str, Any]] | None = None
 
     # ---- setup -------------------------------------------------------------------------------------------
-    def _amp_dtype(self, amp: str | None) -> torch.dtype | None:
-        if self.device.type != "cuda" or amp in (None, "none"):
-            return None
-        return torch.bfloat16 if amp == "bf16" else torch.float16
-
     def _wrap_ddp(self) -> nn.Module:
         if not self.dist.distributed:
             return self.runner
-        sync = self.cfg["train"]["sync_bn"]
-        if self.device.type == "cuda" and sync in ("auto", True):
+        if self.device.type == "cuda" and self.cfg.train.sync_bn in ("auto", True):
             self.runner = nn.SyncBatchNorm.convert_sync_batchnorm(self.runner)
         ids = [self.device.index] if self.device.type == "cuda" else None
         # find_unused_parameters: methods without boundary terms leave the boundary head without gradient.
         return nn.parallel.DistributedDataParallel(self.runner, device_ids=ids, find_unused_parameters=True)
 
     def _build_data(self) -> None:
-        dc, tc = self.cfg["data"], self.cfg["train"]
-        seed = int(tc["seed"])
-        self.train_set = dataset_from_config(self.data_root, dc, self.num_classes, train=True, seed=seed)
-        withheld = self._apply_partition(dc.get("partition"))
-        bs = int(tc["batch_size"])
-        self.sampler = EpochSampler(len(self.train_set), bs, self.dist.world_size, self.dist.rank, seed)
+        dc, tc = self.cfg.data, self.cfg.train
+        self.train_set = dataset_from_config(self.data_root, dc, self.num_classes, train=True, seed=tc.seed)
+        withheld = self._apply_partition(dc.partition)
+        bs = tc.batch_size
+        self.sampler = EpochSampler(len(self.train_set), bs, self.dist.world_size, self.dist.rank, tc.seed)
         if self.sampler.batches_per_epoch == 0:
             raise SlimsegError(f"{len(self.train_set)} training frames cannot fill one batch of {bs} per "
                                f"process on {self.dist.world_size} process(es)", "lower train.batch_size")
-        workers = int(dc["num_workers"])
-        self.loader = DataLoader(self.train_set, batch_size=bs, sampler=self.sampler, num_workers=workers,
-                                 pin_memory=self.device.type == "cuda", drop_last=True,
-                                 persistent_workers=False)
+        self.loader = DataLoader(self.train_set, batch_size=bs, sampler=self.sampler,
+                                 num_workers=dc.num_workers, pin_memory=self.device.type == "cuda",
+                                 drop_last=True, persistent_workers=False)
         self.val_set = None
-        if dc.get("val_split"):
-            self.val_set = dataset_from_config(self.data_root, dc, self.num_classes, train=False, seed=seed)
+        if dc.val_split:
+            self.val_set = dataset_from_config(self.data_root, dc, self.num_classes, False, seed=tc.seed)
         self.unlabeled_loader = None
-        if dc.get("unlabeled"):
-            uc = dc["unlabeled"]
-            uset = UnlabeledImages(uc.get("folders") or [], dc["crop"], dc["scale"], dc["mean"], dc["std"],
-                                   seed=seed, files=withheld)
-            ubs = int(uc.get("batch_size", bs))
+        if dc.unlabeled is not None:
+            uc = dc.unlabeled
+            uset = UnlabeledImages(list(uc.folders), dc.crop, dc.scale, dc.mean, dc.std, seed=tc.seed,
+                                   files=withheld)
+            ubs = uc.batch_size or bs
             self.unlabeled_sampler = EpochSampler(len(uset), ubs, self.dist.world_size, self.dist.rank,
-                                                  seed + 1)
+                                                  tc.seed + 1)
             self.unlabeled_loader = DataLoader(uset, batch_size=ubs, sampler=self.unlabeled_sampler,
-                                               num_workers=workers, drop_last=True)
+                                               num_workers=dc.num_workers, drop_last=True)
 
-    def _apply_partition(self, spec: dict[str, Any] | None) -> list[Path]:
+    def _apply_partition(self, spec: PartitionConfig | None) -> list[Path]:
         """Keep the labels of a seeded share of the training frames (`data.partition`); return the others.
 
         The lists go into the run folder, so a table row names exactly the frames its labels came from."""
-        if not spec:
+        if spec is None:
             return []
-        part, labeled, withheld = partition_pairs(self.train_set.pairs, spec["fraction"],
-                                                  int(spec.get("seed", 0)))
+        part, labeled, withheld = partition_pairs(self.train_set.pairs, spec.fraction, spec.seed)
         self.train_set.pairs = labeled
         if self.dist.is_main:
             save_partition(part, self.out)
         return withheld
 
-    def _unlabeled_batches(self) -> Iterator[dict[str, Any]]:
+    # ---- data ----------------------------------------------------------------------------------------------
+    def unlabeled_batches(self) -> Iterator[dict[str, Any]]:
         """Endless unlabelled stream (its own epochs), for semi-supervised strategies."""
         epoch = 0
         while True:
@@ -218,13 +263,27 @@ class Trainer:
             yield from self.unlabeled_loader
             epoch += 1
 
+    def epoch_batches(self, epoch: int,
+                      skip: int | None = None) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """(labelled batch, unlabelled batch or None) pairs of `epoch` after its first `skip` batches; by
+        default those the step count says were trained on (a resumed run continues mid-epoch with exactly
+        the batches an uninterrupted run would see)."""
+        if skip is None:
+            skip = self.step - epoch * self.sampler.batches_per_epoch
+        self.sampler.set_epoch(epoch, skip)
+        self.train_set.set_epoch(epoch)
+        if self.unlabeled_loader is not None and self._unlabeled is None:
+            self._unlabeled = self.unlabeled_batches()
+        for batch in self.loader:
+            yield batch, next(self._unlabeled) if self._unlabeled is not None else None
+
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict[str, Any]:
         """Metadata stored next to every saved model (see training/checkpoint.py)."""
-        dc = self.cfg["data"]
+        dc = self.cfg.data
         return {"classes": self.classes, "colors": self.colors, "ignore_index": self.ignore_index,
-                "mean": list(dc["mean"]), "std": list(dc["std"]), "train": self.cfg, "step": self.step,
-                "method": self.cfg["method"]}
+                "mean": list(dc.mean), "std": list(dc.std), "train": self.cfg.to_dict(), "step": self.step,
+                "method": self.cfg.method}
 
     def save_models(self, name: str) -> list[Path]:
         """Save deployable checkpoint(s): `<out>/<name>` (shared) or `<out>/<name>_w<w>` per width."""
@@ -245,14 +304,15 @@ class Trainer:
         for i, e in enumerate(self.extras):
             state.update({f"__extra{i}.{k}": v for k, v in e.state_dict().items()})
         save_train_state(self.out / "train_state", state, self.optimizer,
-                         {"step": self.step, "method": self.cfg["method"], "config": self.cfg},
+                         {"step": self.step, "method": self.cfg.method, "config": self.cfg.to_dict()},
                          self.scaler.state_dict() if self.scaler.is_enabled() else None)
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
+        """Load the weights, loss and extras state, optimizer and step that `save_state` wrote."""
         tensors, optim_state, info = load_train_state(self.out / "train_state")
-        if info.get("method") != self.cfg["method"]:
+        if info.get("method") != self.cfg.method:
             raise SlimsegError(f"{state_paths(self.out / 'train_state')[1]} was written by method "
-                               f"{info.get('method')!r}, config says {self.cfg['method']!r}",
+                               f"{info.get('method')!r}, config says {self.cfg.method!r}",
                                "resume with the same config or use a new --out")
         model_state = {k: v for k, v in tensors.items() if not k.startswith("__")}
         self.runner.load_state_dict(model_state, strict=True)
@@ -276,12 +336,12 @@ class Trainer:
 
             nets = {w: net for ws, net in self.runner.unique_nets() for w in ws}
             result = evaluate_nets(nets, self.val_set, self.device, self.num_classes, self.ignore_index,
-                                   int(self.cfg["train"]["boundary_px"]), class_names=self.classes)
+                                   self.cfg.train.boundary_px, class_names=self.classes)
             self.runner.train()
         barrier(self.dist)
         return result
 
-    # ---- loop ----------------------------------------------------------------------------------------------
+    # ---- one step ------------------------------------------------------------------------------------------
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                 for k, v in batch.items()}
@@ -300,19 +360,17 @@ class Trainer:
 
     def train_step(self, batch: dict[str, Any], unlabeled: dict[str, Any] | None) -> dict[str, float]:
         """One optimizer step on one batch (every width); returns the step's logs."""
-        oc, tc = self.cfg["optim"], self.cfg["train"]
-        lr = poly_lr(float(oc["lr"]), self.step, int(tc["steps"]), float(oc["poly_power"]),
-                     int(oc["warmup_steps"]))
+        oc = self.cfg.optim
+        lr = poly_lr(oc.lr, self.step, self.cfg.train.steps, oc.poly_power, oc.warmup_steps)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         batch = self._to_device(batch)
         if self.strategy.needs_boundary:
             batch["boundary"] = boundary_map(batch["label"], self.num_classes, self.ignore_index,
-                                             int(self.cfg["loss"]["boundary_kernel"]))
+                                             self.cfg.loss.boundary_kernel)
         if unlabeled is not None:
             unlabeled = self._to_device(unlabeled)
-        amp = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext())
-        with amp:  # frozen teachers in extras run in mixed precision too
+        with self.ctx.autocast():  # frozen teachers in extras run in mixed precision too
             extra = compute_extras(self.extras, batch["image"], batch)
             loss, logs = self.strategy.compute(self.module, batch, unlabeled, extra)
         if not torch.isfinite(loss):
@@ -327,89 +385,78 @@ class Trainer:
         logs["lr"] = lr
         return logs
 
-    def _log(self, record: dict[str, Any], writer: Any) -> None:
-        if not self.dist.is_main:
-            return
-        with (self.out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if writer is not None:
-            for k, v in record.items():
-                if isinstance(v, int | float) and k not in ("step", "epoch"):
-                    writer.add_scalar(k, v, record["step"])
-
-    def _tensorboard(self) -> Any:
-        if not self.dist.is_main:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard not installed: JSONL only
-            return None
-        return SummaryWriter(str(self.out / "tb"))
-
+    # ---- the loop ------------------------------------------------------------------------------------------
     def _stop_now(self) -> bool:
-        stop = self.cfg["train"].get("stop_after")
-        return bool(stop) and self.step >= int(stop)
+        stop = self.cfg.train.stop_after
+        return bool(stop) and self.step >= stop
+
+    def after_step(self, epoch: int, log: RunLog) -> dict[str, Any] | None:
+        """The schedules between steps: save the resumable state, evaluate; returns the evaluation if any."""
+        tc = self.cfg.train
+        if checkpoint_due(self.step, tc.ckpt_every, tc.steps):
+            self.save_state()
+        if checkpoint_due(self.step, tc.val_every, tc.steps):
+            val = self.validate()
+            log.write({"step": self.step, "epoch": epoch, "val": val}, scalars=False)
+            return val
+        return None
+
+    def train_epoch(self, epoch: int, log: RunLog, bar: Any = None) -> dict[str, float]:
+        """Train the rest of `epoch` (to train.steps or train.stop_after); returns the epoch's mean logs."""
+        sums: dict[str, float] = {}
+        count = 0
+        for batch, unlabeled in self.epoch_batches(epoch):
+            logs = self.train_step(batch, unlabeled)
+            count += 1
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if bar is not None:
+                bar.update(1)
+                if self.step % max(self.cfg.train.log_every, 1) == 0:
+                    bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{logs['lr']:.2e}")
+            self.after_step(epoch, log)
+            if self.step >= self.cfg.train.steps or self._stop_now():
+                break
+        return epoch_means(sums, count, self.dist)
+
+    def finish(self, wall: float, log: RunLog) -> dict[str, Any]:
+        """End of the run: resumable state; at train.steps also the final model(s), evaluation, summary."""
+        self.save_state()
+        if self.step < self.cfg.train.steps:  # stopped early on purpose: resumable state only, no final model
+            return {"step": self.step, "wall_s": round(wall, 1), "checkpoints": [], "val": None}
+        saved = self.save_models("final") if self.dist.is_main else []
+        val = self.validate()
+        summary = {"step": self.step, "wall_s": round(wall, 1), "checkpoints": [str(p) for p in saved],
+                   "val": val}
+        log.write({"step": self.step, "epoch": "final", "wall_s": round(wall, 1), "val": val}, scalars=False)
+        if self.dist.is_main:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
 
     def run(self) -> dict[str, Any]:
         """Train until `train.steps`, checkpointing and validating on schedule; returns the final summary."""
-        tc = self.cfg["train"]
-        total, per_epoch = int(tc["steps"]), self.sampler.batches_per_epoch
-        ckpt_every, val_every = int(tc.get("ckpt_every") or 0), int(tc.get("val_every") or 0)
+        total, per_epoch = self.cfg.train.steps, self.sampler.batches_per_epoch
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg, sort_keys=False))
-        writer = self._tensorboard()
-        unl_iter = self._unlabeled_batches() if self.unlabeled_loader is not None else None
+            (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        log = RunLog(self.out, self.dist.is_main)
         bar = None
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=self.step, desc=f"train {self.cfg['method']}", dynamic_ncols=True)
+            bar = tqdm(total=total, initial=self.step, desc=f"train {self.cfg.method}", dynamic_ncols=True)
         start = time.time()
         self.runner.train()
-        last_val = None
         while self.step < total:
-            epoch, skip = divmod(self.step, per_epoch)
-            self.sampler.set_epoch(epoch, skip)
-            self.train_set.set_epoch(epoch)
-            sums: dict[str, float] = {}
-            count = 0
-            for batch in self.loader:
-                logs = self.train_step(batch, next(unl_iter) if unl_iter is not None else None)
-                count += 1
-                for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if bar is not None:
-                    bar.update(1)
-                    if self.step % max(int(tc["log_every"]), 1) == 0:
-                        bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{logs['lr']:.2e}")
-                if ckpt_every and self.step % ckpt_every == 0 and self.step < total:
-                    self.save_state()
-                if val_every and self.step % val_every == 0 and self.step < total:
-                    last_val = self.validate()
-                    self._log({"step": self.step, "epoch": epoch, "val": last_val}, None)
-                if self.step >= total or self._stop_now():
-                    break
-            means = all_reduce_mean({k: v / max(count, 1) for k, v in sums.items()}, self.dist)
-            self._log({"epoch": epoch, "step": self.step, "time_s": round(time.time() - start, 2), **means},
-                      writer)
+            epoch = self.step // per_epoch
+            means = self.train_epoch(epoch, log, bar)
+            log.write({"epoch": epoch, "step": self.step, "time_s": round(time.time() - start, 2), **means})
             if self._stop_now():
                 break
         if bar is not None:
             bar.close()
-        wall = time.time() - start
-        self.save_state()
-        if self.step < total:  # stopped early on purpose: resumable state only, no final model
-            return {"step": self.step, "wall_s": round(wall, 1), "checkpoints": [], "val": None}
-        saved = self.save_models("final") if self.dist.is_main else []
-        last_val = self.validate()
-        summary = {"step": self.step, "wall_s": round(wall, 1), "checkpoints": [str(p) for p in saved],
-                   "val": last_val}
-        self._log({"step": self.step, "epoch": "final", "wall_s": round(wall, 1), "val": last_val}, None)
-        if writer is not None:
-            writer.close()
-        if self.dist.is_main:
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary = self.finish(time.time() - start, log)
+        log.close()
         return summary
 
 

@@ -23,27 +23,17 @@ from typing import Any
 import torch
 from torch import nn
 
-LOSSES: dict[str, type[nn.Module]] = {}
+from slimseg_ros.training.registry import Registry
 
-
-def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: make a loss term buildable from config under `name`."""
-
-    def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in LOSSES:
-            raise KeyError(f"loss already registered: {name}")
-        LOSSES[name] = cls
-        cls.registry_name = name
-        return cls
-
-    return deco
+# Built-in families are imported on first lookup (training/registry.py), whoever imports this module.
+LOSSES: Registry[type[nn.Module]] = Registry("loss", builtins=tuple(
+    f"slimseg_ros.training.losses.{m}" for m in ("boundary", "distill", "ka", "mgd", "segmentation")))
+register = LOSSES.register
 
 
 def build_loss(name: str, **kwargs: Any) -> nn.Module:
     """Build one registered term; unknown names fail with the list of known ones."""
-    if name not in LOSSES:
-        raise KeyError(f"loss not registered: {name}; known: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name](**kwargs)
+    return LOSSES.get(name)(**kwargs)
 
 
 @dataclass
