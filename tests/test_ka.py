@@ -117,24 +117,12 @@ def test_widest_width_is_skipped_and_missing_code_is_clear() -> None:
     )
     with pytest.raises(SlimsegError, match="extras"):
         loss(narrow)
-    other = LossContext(
-        student={"logits": feat, "feat": feat},
-        target=None,
-        width=0.25,
-        is_widest=False,
-        extra={"ka_code": torch.randn(1, 8, 3, 3)},
-    )
-    with pytest.raises(SlimsegError, match="no KA adapter"):
-        loss(other)
-    too_wide = LossContext(
-        student={"logits": feat, "feat": torch.randn(1, 32, 6, 6)},
-        target=None,
-        width=0.5,
-        is_widest=False,
-        extra={"ka_code": torch.randn(1, 8, 3, 3)},
-    )
-    with pytest.raises(SlimsegError, match="student_channels"):
-        loss(too_wide)
+    for width, student_feat, error in [(0.25, feat, "no KA adapter"),
+                                       (0.5, torch.randn(1, 32, 6, 6), "student_channels")]:
+        ctx = LossContext(student={"logits": feat, "feat": student_feat}, target=None, width=width,
+                          is_widest=False, extra={"ka_code": torch.randn(1, 8, 3, 3)})
+        with pytest.raises(SlimsegError, match=error):
+            loss(ctx)
 
 
 # ---- through the real trainer: autoencoder stage, then SlimSeg + KA, on a few CamVid frames ---------------

@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
 
+from probe_terms import scalar_term  # noqa: E402
+
 from slimseg_ros.errors import SlimsegError  # noqa: E402
 from slimseg_ros.training.losses import LossContext, WeightedLoss  # noqa: E402
 from slimseg_ros.training.losses.mgd import pooled_logit_l1, region_self_similarity  # noqa: E402
@@ -224,24 +226,15 @@ def test_semi_terms_with_parameters_are_trained_and_checkpointed(tmp_path: Path)
     """Every term of an MGD step lives in the one loss module the trainer moves, optimises and saves; a
     parameterised mgd_* term used to sit in a second module the trainer never saw."""
     from slimseg_ros.training.config import load_config
-    from slimseg_ros.training.losses import register
     from slimseg_ros.training.semi import MGDStep
 
-    @register("mgd_scaled_test")
-    class Scaled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.tensor(2.0))
-
-        def forward(self, ctx: LossContext) -> torch.Tensor:
-            return self.scale * ctx.student["logits"].mean()
-
+    scalar_term("mgd_scaled_test", 2.0, lambda scale, ctx: scale * ctx.student["logits"].mean())
     cfg = load_config(None, ["method=mgd", "model.widths=[0.5,1.0]",
                              "loss.add_terms=[{name: mgd_scaled_test}]"])
     step = MGDStep(cfg)
-    scale = step.loss.terms[step.loss.names.index("mgd_scaled_test")].scale
+    scale = step.loss.terms[step.loss.names.index("mgd_scaled_test")].param
     assert any(p is scale for p in step.loss.parameters())
-    assert any(k.endswith(".scale") for k in step.loss.state_dict())
+    assert any(k.endswith(".param") for k in step.loss.state_dict())
     logits = torch.randn(2, 11, 4, 4)
     ctx = LossContext(student={"logits": logits}, target=None, width=1.0, is_widest=True, ignore_index=11)
     only, parts = step.loss(ctx, lambda n: n == "mgd_scaled_test")

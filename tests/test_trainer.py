@@ -10,13 +10,14 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs PyTorch, not in a runtime install (pip install .[train])")
 
+from probe_terms import scalar_term  # noqa: E402
+
 from slimseg_ros.errors import SlimsegError  # noqa: E402
 from slimseg_ros.training.boundary import boundary_map  # noqa: E402
 from slimseg_ros.training.checkpoint import load_checkpoint  # noqa: E402
 from slimseg_ros.training.config import load_config  # noqa: E402
 from slimseg_ros.training.context import TrainContext  # noqa: E402
 from slimseg_ros.training.extras import ExtraProvider, register_extra  # noqa: E402
-from slimseg_ros.training.losses import LossContext, register  # noqa: E402
 from slimseg_ros.training.steps import STEPS, SlimSegStep, register_step  # noqa: E402
 from slimseg_ros.training.trainer import EpochSampler, Trainer, poly_lr  # noqa: E402
 
@@ -159,17 +160,9 @@ class _ProbeExtra(ExtraProvider):
         return iter([self.scale])
 
 
-@register("test_probe_term")
-class _ProbeTerm(torch.nn.Module):
-    """Uses the provider's output and owns a trainable per-term parameter."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bias = torch.nn.Parameter(torch.tensor(0.5))
-
-    def forward(self, ctx: LossContext) -> torch.Tensor:
-        assert "probe_mean" in ctx.extra
-        return (ctx.extra["probe_scale"] - 2.0) ** 2 + self.bias**2 + 0 * ctx.student["logits"].sum()
+# Uses the provider's output and owns a trainable per-term parameter.
+scalar_term("test_probe_term", 0.5, lambda bias, ctx: (ctx.extra["probe_scale"] - 2.0) ** 2 + bias**2
+            + 0 * ctx.student["logits"].sum())
 
 
 @register_step("test_semi")
@@ -193,5 +186,5 @@ def test_extension_points_train_their_parameters(camvid_root: Path, tmp_path: Pa
     probe = trainer.extras[0]
     assert probe.prepared_on == torch.device("cpu")
     assert float(probe.scale.detach()) > 1.0  # pulled towards 2 by the optimizer
-    assert float(trainer.loss.terms[1].bias.detach()) < 0.5  # loss-term parameters are trained too
+    assert float(trainer.loss.terms[1].param.detach()) < 0.5  # loss-term parameters are trained too
     assert _SemiStep.seen_unlabeled == 2

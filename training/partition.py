@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.module_cli import module_main
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 ALLOWED_FRACTIONS = (Fraction(1, 16), Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), Fraction(1, 1))
@@ -195,30 +196,31 @@ def materialize_partition(
     return {"data": data, "unlabeled": unl, "partition": out / "partition.json"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: draw a partition and lay it out for `slimseg train` (see the module docstring)."""
-    ap = argparse.ArgumentParser(
-        prog="python -m slimseg_ros.training.partition", description=__doc__.split("\n")[0]
-    )
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """Options of `python -m slimseg_ros.training.partition`."""
     ap.add_argument("--data", required=True, help="CamVid-layout dataset root")
     ap.add_argument("--labeled-fraction", required=True, help="1/16, 1/8, 1/4 or 1/2")
     ap.add_argument("--seed", type=int, default=0, help="partition seed (same seed -> same files)")
     ap.add_argument("--split", default="train", help="split to partition")
     ap.add_argument("--unlabeled-folder", default=None, help="extra unlabelled frames to add")
     ap.add_argument("--out", required=True, help="folder for data/, unlabeled/ and the file lists")
-    args = ap.parse_args(argv)
-    try:
-        part = make_partition(split_stems(args.data, args.split), args.labeled_fraction, args.seed)
-        paths = materialize_partition(args.data, part, args.out, args.unlabeled_folder, args.split)
-    except SlimsegError as exc:
-        print(f"partition: {exc}", file=sys.stderr)
-        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draw the partition and lay it out; prints how to train on it."""
+    part = make_partition(split_stems(args.data, args.split), args.labeled_fraction, args.seed)
+    paths = materialize_partition(args.data, part, args.out, args.unlabeled_folder, args.split)
     n_unl = len(list(paths["unlabeled"].iterdir()))
     print(
         f"{len(part.labeled)} labelled, {n_unl} unlabelled images; train with --data {paths['data']} "
         f"--set data.unlabeled.folders=[{paths['unlabeled']}]"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: draw a partition and lay it out for `slimseg train` (see the module docstring)."""
+    return module_main("slimseg_ros.training.partition", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

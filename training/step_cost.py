@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from slimseg_ros.errors import SlimsegError
+from slimseg_ros.training.module_cli import module_main
 from slimseg_ros.training.run_config import RunConfig
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -130,28 +130,29 @@ def measure(cfg: RunConfig, data: str | Path, steps: int, warmup: int, device: s
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI (see the module docstring); prints one JSON line."""
-    ap = argparse.ArgumentParser(
-        prog="python -m slimseg_ros.training.step_cost", description=__doc__.split("\n")[0]
-    )
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """Options of `python -m slimseg_ros.training.step_cost`."""
     ap.add_argument("--config", required=True, help="training YAML")
     ap.add_argument("--data", required=True, help="dataset root (CamVid layout)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (>= 1; FLOPs, cudnn autotune)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure the configured run; prints one JSON line."""
     from slimseg_ros.training.config import load_config
 
-    try:
-        cfg = load_config(args.config, args.set)
-        result = measure(cfg, args.data, max(1, args.steps), max(1, args.warmup), args.device)
-    except SlimsegError as exc:
-        print(f"step_cost: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.set)
+    result = measure(cfg, args.data, max(1, args.steps), max(1, args.warmup), args.device)
     print(json.dumps({"config": args.config, "overrides": args.set, **result}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI (see the module docstring)."""
+    return module_main("slimseg_ros.training.step_cost", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
