@@ -50,7 +50,7 @@ def test_unknown_key_names_key_section_and_known_keys() -> None:
         load_config(None, ["loss.cutmix.n_box=2"])
     with pytest.raises(SlimsegError, match="unknown key in config section data.unlabeled: 'folder'"):
         load_config(None, ["data.unlabeled.folder=[x]"])
-    with pytest.raises(SlimsegError, match="unknown model config keys: width"):
+    with pytest.raises(SlimsegError, match="unknown key in config section model: 'width'"):
         load_config(None, ["model.width=[1.0]"])
 
 

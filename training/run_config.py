@@ -156,21 +156,18 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        """Type a merged config mapping; imports its plug-in modules, then checks the method exists."""
-        top = dict(d)
-        model = top.pop("model", None) or {}
-        cfg = section_from_dict(cls, top, "top level")
-        for name in cfg.imports:
+        """Type a merged config mapping; its plug-in modules are imported first (they may register an encoder,
+        a loss term or the method itself), and the method must exist."""
+        for name in _coerce("imports", d.get("imports") or [], tuple[str, ...]):
             try:
                 importlib.import_module(name)
             except ImportError as exc:
                 raise SlimsegError(f"config imports {name!r}, which cannot be imported: {exc}") from exc
+        cfg = section_from_dict(cls, d, "top level")
         from slimseg_ros.training.steps import STEPS
 
         if cfg.method not in STEPS:
             raise SlimsegError(f"unknown method {cfg.method!r}", f"known: {', '.join(STEPS.names())}")
-        model_cfg = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
-        object.__setattr__(cfg, "model", model_cfg)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
