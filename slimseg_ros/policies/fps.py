@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from statistics import median, pstdev
 from typing import Any
 
@@ -27,9 +28,11 @@ class FpsPolicy(WidthPolicy):
     passes the manifest's benchmarked latencies, else FLOPs; default the widths) and replaced by what each
     visit measures, so a load that slows every width alike cancels out. Up, one width at a time, after
     `stable_s` within budget if the wider width is predicted under budget * (1 - margin); otherwise as a
-    probe after `probe_s`, so no estimate can lock a width out for good. Every step up is judged on
-    `probe_frames` frames: kept if the loop would hold it, else undone; a width left within its wait of
-    being entered waits twice as long before the next try (up to `probe_max_s`): the oscillation guard.
+    probe after `probe_s` (predicted within budget * (1 + margin)) or `probe_max_s` (further over), so no
+    estimate can lock a width out for good. Every step up is judged on `probe_frames` frames: kept if the
+    loop would hold it, else undone. The oscillation guard: a step up undone before it was held as long as
+    it was waited for (at least probe_s) doubles that width's wait, up to `probe_max_s`; a failure made
+    under a load that has since gone does not count.
     """
 
     name = "fps"
@@ -98,7 +101,7 @@ class FpsPolicy(WidthPolicy):
         self._fits_since: float | None = None  # ... and the wider width predicted to fit since
         self._anchor = came_from
         self._entered_at = now
-        self._trial = up  # a step up still being judged (and one that can fail)
+        self._trial = up  # a step up still being judged on probe_frames
 
     def describe(self) -> dict[str, Any]:
         """Parameters in effect, the predicted latency per width and the probe back-offs, for diagnostics."""
@@ -109,7 +112,7 @@ class FpsPolicy(WidthPolicy):
             predicted = {f"{w:g}": round(scale * self._ratio(w) * 1e3, 2) for w in self.widths}
         return {
             **super().describe(),
-            **{k: getattr(self.params, k) for k in self.params.__dataclass_fields__},
+            **asdict(self.params),
             "latency_ms": predicted,
             "probe_wait_s": {f"{w:g}": s for w, s in sorted(self._wait.items())},
         }
@@ -208,9 +211,8 @@ class FpsPolicy(WidthPolicy):
         budget, full = self.budget_s, self._n >= self.window
         if self._n == self.params.probe_frames:
             self._learn()
-        if self._width in self._wait and not self._trial and obs.now - self._entered_at >= self._held_enough(
-            self._width
-        ):
+        held_s = obs.now - self._entered_at
+        if self._width in self._wait and not self._trial and held_s >= self._held_enough(self._width):
             del self._wait[self._width]  # kept, and held long enough: tries start afresh
         # The overrun rule; while a step up is judged, only a clear overrun (past the margin) cuts it short.
         limit = budget * (1.0 + self.margin) if self._trial else budget
