@@ -130,7 +130,7 @@ class FpsParams(_Params):
         Bound(0.0, 1000.0, low_open=True),
     )
     window: int = tunable(
-        5, "fps_window", int, "frames whose median latency must overrun the budget before stepping down",
+        5, "fps_window", int, "frames whose median (and the estimate) must overrun the budget to step down",
         Bound(1, 100),
     )
     margin: float = tunable(
@@ -140,6 +140,33 @@ class FpsParams(_Params):
     stable_s: float = tunable(
         5.0, "fps_stable_s", float, "seconds within budget before trying a wider width", Bound(0.0, 3600.0)
     )
+    ewma_alpha: float = tunable(
+        0.05, "fps_ewma_alpha", float,
+        "weight of each frame in the latency estimate (EWMA); smaller: steadier under noise, slower to react",
+        Bound(0.0, 1.0, low_open=True),
+    )
+    probe_frames: int = tunable(
+        30, "fps_probe_frames", int, "frames a step up is judged on before it is kept", Bound(1, 1000)
+    )
+    probe_s: float = tunable(
+        30.0, "fps_probe_s", float,
+        "seconds within budget before probing a wider width not predicted to fit (or one that failed)",
+        Bound(0.0, 3600.0, low_open=True),
+    )
+    probe_max_s: float = tunable(
+        480.0, "fps_probe_max_s", float,
+        "longest wait before probing a width again; each failed try doubles the wait up to this",
+        Bound(0.0, 86400.0, low_open=True),
+    )
+
+    def _check_together(self) -> None:
+        if self.probe_frames < self.window:
+            raise ValueError(
+                f"fps_probe_frames {self.probe_frames} is below fps_window {self.window}: a step up must be "
+                "judged on at least the frames an overrun is"
+            )
+        if self.probe_max_s < self.probe_s:
+            raise ValueError(f"fps_probe_max_s {self.probe_max_s:g} is below fps_probe_s {self.probe_s:g}")
 
 
 # policy name -> the parameter classes it takes (budget: both; fixed only uses the node's `width`)

@@ -2,12 +2,14 @@
 
 The simulator replays what the node does: frames arrive at the camera rate, the worker takes the newest one
 when it is free (older waiting frames are dropped and counted), each frame's latency comes from the width's
-profile (mean * load factor * (1 + jitter)), and the policy sees one observation per processed frame.
+profile (its mean * load factor * (1 + jitter), or with a p95 given, a log-normal around the median with
+that p95: measured latencies are heavy-tailed), and the policy sees one observation per processed frame.
 Deterministic for a given --seed. Figures: achieved fps, switches per minute, time per width, drops.
 
 examples:
   slimseg simulate --policy fps --target-fps 30 --latency 0.25:8,0.5:14,0.75:22,1.0:40 --duration 120
   slimseg simulate --policy fps --target-fps 25 --load 40:70:1.6 --json runs/sim_load.json
+  slimseg simulate --policy fps --target-fps 12 --latency lite0-480 --initial-width 0.25 --duration 600
   slimseg simulate --policy budget --target-fps 25 --battery-start 0.7 --battery-drain-per-min 0.3 \\
       --charge 90:150 --charge-per-min 0.5 --duration 180
 """
@@ -28,6 +30,16 @@ from slimseg_ros.policy import PARAMETERS, POLICIES, Observation, WidthPolicy, m
 from slimseg_ros.policy_params import ROWS
 
 DEFAULT_LATENCY = "0.25:8,0.5:14,0.75:22,1.0:30"
+# Measured ladders (docs/bench.md, 480x360, 1 thread unless said): WIDTH:P50/P95 in ms, usable as --latency.
+LADDERS = {
+    # EfficientNet-Lite0 (the shipped model), ONNX Runtime CPU, 1 thread, load average 7.8
+    "lite0-480": "0.25:13.08/19.26,0.5:24.26/37.80,0.75:56.17/110.45,1.0:80.39/118.57",
+    # the same model at its training size 240x176, load average 8.4
+    "lite0-240": "0.25:1.87/5.78,0.5:4.28/8.50,0.75:8.41/12.56,1.0:12.23/18.63",
+    # the former ResNet-18 model, 2 threads, quiet machine (load average 1.4)
+    "r18-480": "0.25:10.66/32.79,0.5:26.94/58.28,0.75:56.19/101.25,1.0:94.08/133.96",
+}
+Z95 = 1.6448536269514722  # standard normal 95th percentile: a log-normal's sigma is ln(p95 / p50) / Z95
 MAX_FRAMES = 5_000_000  # about a minute of simulation; longer runs are almost certainly a typo
 
 
@@ -49,6 +61,7 @@ class SimConfig:
     """Everything a run depends on; validated so a bad scenario fails before simulating."""
 
     latency_ms: dict[float, float]
+    latency_p95_ms: dict[float, float] = field(default_factory=dict)  # widths here: log-normal, no jitter
     duration_s: float = 60.0
     camera_fps: float = 30.0
     jitter: float = 0.05
@@ -68,6 +81,9 @@ class SimConfig:
         for w, ms in self.latency_ms.items():
             if not (0 < w <= 1 and math.isfinite(ms) and ms > 0):
                 raise ValueError(f"latency profile entry {w:g}:{ms:g} needs width in (0, 1] and ms > 0")
+        for w, p95 in self.latency_p95_ms.items():
+            if w not in self.latency_ms or not (math.isfinite(p95) and p95 >= self.latency_ms[w]):
+                raise ValueError(f"latency p95 {p95:g} ms of width {w:g} needs a p50 at or below it")
         frames = self.duration_s * self.camera_fps
         checks = [
             ("duration", self.duration_s, self.duration_s > 0, "> 0 s"),
@@ -233,7 +249,11 @@ def simulate(policy: WidthPolicy, cfg: SimConfig) -> SimResult:
         for ph in cfg.load:
             if ph.covers(start):
                 load *= ph.factor
-        noise = max(0.1, 1.0 + rng.gauss(0.0, cfg.jitter)) if cfg.jitter > 0 else 1.0
+        if width in cfg.latency_p95_ms:
+            sigma = math.log(cfg.latency_p95_ms[width] / cfg.latency_ms[width]) / Z95
+            noise = math.exp(rng.gauss(0.0, sigma))
+        else:
+            noise = max(0.1, 1.0 + rng.gauss(0.0, cfg.jitter)) if cfg.jitter > 0 else 1.0
         lat = cfg.latency_ms[width] / 1000.0 * load * noise
         end = start + lat
         latencies[width].append(lat)
@@ -301,26 +321,29 @@ def _time_per_width(
 # ----------------------------------------------------------------------------------------------- CLI
 
 
-def parse_latency(text: str) -> dict[float, float]:
-    """'0.25:8,0.5:14' -> {0.25: 8.0, 0.5: 14.0} (milliseconds per width)."""
+def parse_latency(text: str) -> tuple[dict[float, float], dict[float, float]]:
+    """'0.25:8,0.5:14/20' or a LADDERS name -> ({0.25: 8.0, 0.5: 14.0}, {0.5: 20.0}): ms per width, p50
+    (or mean, without a p95) and the p95 where given."""
+    hint = f"e.g. --latency {DEFAULT_LATENCY}, WIDTH:P50/P95 items, or one of {', '.join(LADDERS)}"
     out: dict[float, float] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
+    p95: dict[float, float] = {}
+    for item in filter(None, (p.strip() for p in LADDERS.get(text, text).split(","))):
         w, sep, ms = item.partition(":")
+        mid, slash, high = ms.partition("/")
         try:
             if not sep:
                 raise ValueError
-            width = float(w)
-            value = float(ms)
+            width, value = float(w), float(mid)
+            if slash:
+                p95[width] = float(high)
         except ValueError:
-            raise SlimsegError(
-                f"--latency: '{item}' is not WIDTH:MS", hint=f"e.g. --latency {DEFAULT_LATENCY}"
-            ) from None
+            raise SlimsegError(f"--latency: '{item}' is not WIDTH:MS or WIDTH:P50/P95", hint=hint) from None
         if width in out:
             raise SlimsegError(f"--latency: width {width:g} given twice", hint="one WIDTH:MS per width")
         out[width] = value
     if not out:
-        raise SlimsegError("--latency is empty", hint=f"e.g. --latency {DEFAULT_LATENCY}")
-    return out
+        raise SlimsegError("--latency is empty", hint=hint)
+    return out, p95
 
 
 def parse_phase(text: str, option: str, with_factor: bool) -> Phase:
@@ -349,6 +372,26 @@ def parse_floats(text: str | None, option: str) -> list[float] | None:
         raise SlimsegError(f"{option}: '{text}' is not a comma-separated list of numbers") from None
 
 
+# Scenario options: (option, type, default, help); the default goes into the help text as "(default X)".
+SCENARIO_OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
+    ("--jitter", float, 0.05, "latency std dev as a fraction, for widths without a p95"),
+    ("--camera-fps", float, 30.0, "camera frame rate"),
+    ("--duration", float, 120.0, "simulated seconds"),
+    ("--battery-start", float, 1.0, "battery fraction at t=0"),
+    ("--battery-drain-per-min", float, 0.0, "fraction per minute"),
+    ("--charge-per-min", float, 0.05, "charge rate, fraction/min"),
+    ("--width", float, None, "fixed policy: the width"),
+    ("--initial-width", float, None, "width at start (default widest)"),
+    ("--seed", int, 0, "random seed for latency noise"),
+)
+# Phase options, repeatable: (option, form, help)
+PHASE_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("--load", "START:END:FACTOR", "scale every latency by FACTOR between START and END seconds"),
+    ("--charge", "START:END", "charging between START and END seconds"),
+    ("--battery-unknown", "START:END", "battery reads NaN between START and END seconds"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `slimseg simulate`."""
     parser.add_argument(
@@ -357,53 +400,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--latency",
         default=DEFAULT_LATENCY,
-        help=f"mean latency per width, WIDTH:MS list (default {DEFAULT_LATENCY})",
+        help=f"latency per width, WIDTH:MS (mean) or WIDTH:P50/P95 (log-normal) list, or a measured ladder: "
+        f"{', '.join(LADDERS)} (default {DEFAULT_LATENCY})",
     )
-    parser.add_argument(
-        "--jitter", type=float, default=0.05, help="latency std dev as a fraction (default 0.05)"
-    )
-    parser.add_argument(
-        "--load",
-        action="append",
-        default=[],
-        metavar="START:END:FACTOR",
-        help="scale every latency by FACTOR between START and END seconds (repeatable)",
-    )
-    parser.add_argument("--camera-fps", type=float, default=30.0, help="camera frame rate (default 30)")
-    parser.add_argument("--duration", type=float, default=120.0, help="simulated seconds (default 120)")
+    for option, kind, default, text in SCENARIO_OPTIONS:
+        suffix = "" if default is None else f" (default {default:g})"
+        parser.add_argument(option, type=kind, default=default, help=text + suffix)
+    for option, form, text in PHASE_OPTIONS:
+        parser.add_argument(option, action="append", default=[], metavar=form, help=f"{text} (repeatable)")
     parser.add_argument(
         "--warmup",
         type=float,
         default=None,
         help="seconds excluded from steady figures (default 10, or a quarter of a shorter run)",
     )
-    parser.add_argument(
-        "--battery-start", type=float, default=1.0, help="battery fraction at t=0 (default 1.0)"
-    )
-    parser.add_argument(
-        "--battery-drain-per-min", type=float, default=0.0, help="fraction per minute (default 0)"
-    )
-    parser.add_argument(
-        "--charge",
-        action="append",
-        default=[],
-        metavar="START:END",
-        help="charging between START and END seconds (repeatable)",
-    )
-    parser.add_argument(
-        "--charge-per-min", type=float, default=0.05, help="charge rate, fraction/min (default 0.05)"
-    )
-    parser.add_argument(
-        "--battery-unknown",
-        action="append",
-        default=[],
-        metavar="START:END",
-        help="battery reads NaN between START and END seconds (repeatable)",
-    )
-    parser.add_argument("--width", type=float, default=None, help="fixed policy: the width")
-    parser.add_argument("--initial-width", type=float, default=None, help="width at start (default widest)")
     add_policy_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0, help="random seed for latency jitter (default 0)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
 
 
@@ -481,9 +492,10 @@ def format_report(result: SimResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Build the scenario and policy from the options, simulate, print (and optionally save) the figures."""
-    latency = parse_latency(args.latency)
+    latency, p95 = parse_latency(args.latency)
     cfg = SimConfig(
         latency_ms=latency,
+        latency_p95_ms=p95,
         duration_s=args.duration,
         camera_fps=args.camera_fps,
         jitter=args.jitter,

@@ -23,6 +23,8 @@ INVALID = [
     ("fps_window", 0), ("fps_window", -3), ("fps_window", 101),
     ("fps_margin", math.nan), ("fps_margin", -0.1), ("fps_margin", 0.95),
     ("fps_stable_s", math.inf), ("fps_stable_s", -1.0), ("fps_stable_s", math.nan),
+    ("fps_ewma_alpha", 0.0), ("fps_ewma_alpha", 1.5), ("fps_probe_frames", 0), ("fps_probe_s", 0.0),
+    ("fps_probe_max_s", -1.0),
     ("battery_hysteresis", -0.1), ("battery_hysteresis", 0.6), ("battery_hysteresis", math.nan),
     ("target_fps", 0.0), ("target_fps", 1e9), ("target_fps", math.inf),
     ("battery_thresholds", [0.0, 0.4, 0.6]), ("battery_thresholds", [0.2, 0.4, 1.5]),
@@ -56,6 +58,8 @@ def test_rules_across_parameters_hold_under_every_policy(policy: str) -> None:
         P.check_all({**values, "battery_thresholds": [0.2, 0.4, 0.9], "battery_hysteresis": 0.2}, WIDTHS)
     with pytest.raises(ValueError, match="needs 3 values"):
         P.check_all({**values, "battery_thresholds": [0.2, 0.4]}, WIDTHS)
+    with pytest.raises(ValueError, match="fps_probe_frames 3 is below fps_window 5"):
+        P.check_all({**values, "fps_probe_frames": 3}, WIDTHS)
     with pytest.raises(ValueError, match="width 0.3 is not an available width"):
         P.check_all({**values, "width": 0.3}, WIDTHS)
 

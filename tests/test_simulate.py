@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from slimseg_ros import sim_scenarios as S
 from slimseg_ros.cli import main as slimseg_main
 from slimseg_ros.policy import make_policy
-from slimseg_ros.simulate import Phase, SimConfig, simulate
+from slimseg_ros.policy_params import ROWS, FpsParams
+from slimseg_ros.simulate import LADDERS, Phase, SimConfig, parse_latency, simulate
 
 LATENCY_MS = {0.25: 8.0, 0.5: 14.0, 0.75: 22.0, 1.0: 30.0}
 WIDTHS = sorted(LATENCY_MS)
@@ -16,17 +21,7 @@ WIDTHS = sorted(LATENCY_MS)
 
 def run(policy_name: str, latency_ms: dict[float, float] | None = None, **kwargs):
     """Simulate one scenario; policy parameters go to the policy, the rest to SimConfig."""
-    policy_keys = {
-        "target_fps",
-        "window",
-        "margin",
-        "stable_s",
-        "initial_width",
-        "thresholds",
-        "hysteresis",
-        "charging_full",
-        "width",
-    }
+    policy_keys = {row.arg for row in ROWS} | {"initial_width", "width"}
     params = {k: kwargs.pop(k) for k in list(kwargs) if k in policy_keys}
     latency_ms = latency_ms or LATENCY_MS
     policy = make_policy(policy_name, sorted(latency_ms), **params)
@@ -59,10 +54,14 @@ def test_feasible_target_met_with_widest_fitting_width_and_no_oscillation(seed, 
     )
     assert widest_feasible(latency, 30) == 0.75
     assert r.dominant_width() == 0.75
-    assert r.steady_time_per_width_s[0.75] == pytest.approx(40.0, abs=0.1)
     assert r.steady_fps >= 0.95 * 30
-    assert r.max_switches_in(5.0) <= 1
-    assert r.steady_switches() == []
+    assert r.max_switches_in(5.0) <= 2  # at most one try, up and back down
+    if initial_width == 1.0:  # 1.0 measured at the start: predicted 40 ms, never probed within a minute
+        assert r.steady_time_per_width_s[0.75] == pytest.approx(40.0, abs=0.1)
+        assert r.steady_switches() == []
+    else:  # 1.0 only guessed (32 ms, within budget but not the margin): one probe, undone within 0.3 s
+        assert r.steady_time_per_width_s[0.75] >= 39.5
+        assert [(s.old, s.new) for s in r.steady_switches()] == [(0.75, 1.0), (1.0, 0.75)]
     assert r.frames_arrived == r.frames_processed + r.frames_dropped
 
 
@@ -96,7 +95,7 @@ def test_load_phase_steps_down_at_once_and_back_up_after_stable_period():
     r = run("fps", target_fps=25, stable_s=5.0, load=(Phase(20.0, 40.0, 1.6),), duration_s=60, warmup_s=10)
     assert [(s.old, s.new) for s in r.switches] == [(1.0, 0.75), (0.75, 1.0)]
     down, up = r.switches
-    assert 20.0 <= down.t < 20.5 and "overrun" in down.reason
+    assert 20.0 <= down.t < 21.0 and "overrun" in down.reason  # the estimate crosses the budget in ~0.5 s
     assert 45.0 <= up.t < 46.0 and "stable" in up.reason
     assert r.steady_fps >= 25
 
@@ -109,19 +108,64 @@ def test_frames_are_dropped_newest_only_when_worker_is_slow():
     assert r.frames_arrived == r.frames_processed + r.frames_dropped == 300
 
 
+# ------------------------------------------------------------------------ fps on the measured ladders
+
+ALPHA = FpsParams().ewma_alpha
+
+
+@pytest.mark.parametrize("scenario", S.SCENARIOS, ids=lambda sc: sc.name)
+def test_fps_holds_the_widest_fitting_width_on_the_measured_ladders(scenario):
+    """Issue 15: 20-minute runs on the bench ladders (log-normal frame times with the measured p95), with
+    and without a load phase: the widest width that fits is held >= 85 % of the steady time (lowest: r18
+    at 25 fps, 89 %, whose 0.5 has a p95 2.2x its p50), at most one switch per minute, and a step up into a
+    width over budget is undone within a probe's frames."""
+    result, verdict = S.run(scenario, S.policy_for(scenario), seed=0, ewma_alpha=ALPHA)
+    assert verdict.held_widest >= 0.85, (verdict, [(round(s.t, 1), s.old, s.new) for s in result.switches])
+    assert verdict.switches_per_min <= 1.0
+    # a probe of a width just over budget is judged on probe_frames (30) frames of its latency
+    slowest_ms = max(scenario.latency_ms(w, t)[0] for w in S.policy_for(scenario).widths for t in (0, 500))
+    assert verdict.longest_wrong_s <= FpsParams().probe_frames * slowest_ms / 1000.0
+    assert result.max_switches_in(5.0) <= 2  # at most one try (up and back down) in any 5 s
+
+
+def test_fps_before_issue_15_held_a_narrower_width_on_the_same_seed():
+    """The contrast: the window-median policy of e88026c (loaded from git) on the same scenario and seed held
+    0.5 while 0.75 fit; skipped where git or that revision is unavailable (a source tarball)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "sim_fps_scenarios.py"
+    spec = importlib.util.spec_from_file_location("sim_fps_scenarios", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        before = module.policy_class_at(module.BEFORE)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"git revision {module.BEFORE} not available: {exc}")
+    scenario = S.SCENARIOS[0]
+    assert (scenario.ladder, scenario.target_fps, scenario.widest_fitting(ALPHA)) == ("lite0-480", 12.0, 0.75)
+    old_result, old = S.run(scenario, S.policy_for(scenario, before), seed=0, ewma_alpha=ALPHA)
+    _, new = S.run(scenario, S.policy_for(scenario), seed=0, ewma_alpha=ALPHA)
+    assert old.held_widest < 0.05 and old_result.dominant_width() == 0.5
+    assert new.held_widest > 0.95
+
+
+def test_measured_ladders_parse_and_their_noise_has_the_measured_p95():
+    p50, p95 = parse_latency("lite0-480")
+    assert sorted(p50) == [0.25, 0.5, 0.75, 1.0] and p95[0.75] == pytest.approx(110.45)
+    assert parse_latency("0.25:8,0.5:14/20") == ({0.25: 8.0, 0.5: 14.0}, {0.5: 20.0})
+    r = run("fixed", {0.5: 24.26}, width=0.5, latency_p95_ms={0.5: 37.8}, camera_fps=5, duration_s=400,
+            warmup_s=1)
+    assert r.latency_p50_ms[0.5] == pytest.approx(24.26, rel=0.03)
+    assert set(LADDERS) >= {"lite0-480", "r18-480"}
+    with pytest.raises(ValueError, match="p95 10 ms of width 0.5 needs a p50 at or below it"):
+        SimConfig(latency_ms={0.5: 14.0}, latency_p95_ms={0.5: 10.0}).validate()
+
+
 # --------------------------------------------------------------------------------------------- battery
 
 
 def test_battery_drain_steps_down_in_order_and_charging_brings_it_back():
-    r = run(
-        "battery",
-        battery_start=0.7,
-        battery_drain_per_min=0.6,
-        charge=(Phase(60.0, 90.0),),
-        charge_per_min=1.0,
-        duration_s=100,
-        warmup_s=1,
-    )
+    charge = (Phase(60.0, 90.0),)
+    r = run("battery", battery_start=0.7, battery_drain_per_min=0.6, charge=charge, charge_per_min=1.0,
+            duration_s=100, warmup_s=1)
     steps = [(s.old, s.new) for s in r.switches]
     assert steps[:3] == [(1.0, 0.75), (0.75, 0.5), (0.5, 0.25)]
     assert steps[3] == (0.25, 1.0) and "charging" in r.switches[3].reason
@@ -134,16 +178,8 @@ def test_battery_drain_steps_down_in_order_and_charging_brings_it_back():
 def test_rising_battery_steps_up_only_past_threshold_plus_hysteresis():
     # Charging does not force the widest width here, so the level alone decides: from 30% at 1.0/min the
     # 40% threshold is reached at 6 s, but 0.75 comes only at 45% (9 s); 1.0 at 65% (21 s), not 60% (18 s).
-    r = run(
-        "battery",
-        charging_full=False,
-        hysteresis=0.05,
-        battery_start=0.3,
-        charge=(Phase(0.0, 30.0),),
-        charge_per_min=1.0,
-        duration_s=30,
-        warmup_s=1,
-    )
+    r = run("battery", charging_full=False, hysteresis=0.05, battery_start=0.3, charge=(Phase(0.0, 30.0),),
+            charge_per_min=1.0, duration_s=30, warmup_s=1)
     ups = [(s.old, s.new, s.t) for s in r.switches[1:]]
     assert r.switches[0].new == 0.5
     assert [(o, n) for o, n, _ in ups] == [(0.5, 0.75), (0.75, 1.0)]
@@ -152,14 +188,8 @@ def test_rising_battery_steps_up_only_past_threshold_plus_hysteresis():
 
 
 def test_battery_unknown_phase_keeps_width():
-    r = run(
-        "battery",
-        battery_start=0.5,
-        battery_drain_per_min=0.6,
-        battery_unknown=(Phase(5.0, 40.0),),
-        duration_s=45,
-        warmup_s=1,
-    )
+    r = run("battery", battery_start=0.5, battery_drain_per_min=0.6, battery_unknown=(Phase(5.0, 40.0),),
+            duration_s=45, warmup_s=1)
     # Known: 0.5 -> width 0.75. Crossing 40% at 10 s happens while unknown; the switch comes when known again.
     assert [(s.old, s.new) for s in r.switches][:2] == [(1.0, 0.75), (0.75, 0.25)]
     assert r.switches[0].t < 0.1
@@ -229,7 +259,8 @@ def test_cli_prints_figures_and_writes_json(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--latency", "0.25-8"], "'0.25-8' is not WIDTH:MS"),
+        (["--latency", "0.25-8"], "'0.25-8' is not WIDTH:MS or WIDTH:P50/P95"),
+        (["--latency", "lite0-999"], "'lite0-999' is not WIDTH:MS"),
         (["--load", "10:20"], "'10:20' is not START:END:FACTOR"),
         (["--policy", "fps", "--target-fps", "0"], "target_fps = 0 is out of range"),
         (["--policy", "fps", "--width", "0.5"], "--width do(es) not apply to policy 'fps'"),
