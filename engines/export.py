@@ -137,10 +137,12 @@ def export_model(
     checkpoint: str | Path | None = None,
     copy_checkpoint: bool = False,
     log: Any = print,
+    input_norm: str | None = None,
 ) -> Path:
     """Export every width of a loaded SlimSegNet to out_dir and write manifest.yaml; returns its path."""
-    from slimseg_ros.engines.onnx_graph import DeployGraph
+    from slimseg_ros.engines.onnx_graph import INPUT_NORMS, DeployGraph
 
+    input_norm = input_norm or INPUT_NORMS[0]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if height % 8 or width % 8:
@@ -157,7 +159,8 @@ def export_model(
     for w in chosen:
         t0 = time.perf_counter()
         subnet = model.subnet(w).eval()
-        graph = DeployGraph(subnet, mean, std, postprocess=postprocess, keep_logits=keep_logits)
+        graph = DeployGraph(subnet, mean, std, postprocess=postprocess, keep_logits=keep_logits,
+                            input_norm=input_norm)
         path = export_graph(graph, out_dir / onnx_name(w, postprocess), height, width, opset)
         flops, params = flops_and_params(subnet, height, width)
         scores = accuracy.get(round(w, 6)) if accuracy else None
@@ -185,7 +188,7 @@ def export_model(
         "outputs": ["labels", "logits"] if keep_logits else ["labels"],
         "classes": classes,
         "ignore_index": int(meta.get("ignore_index", 255)),
-        "export": {"opset": opset, "exporter": "torch.onnx legacy (TorchScript)"},
+        "export": {"opset": opset, "exporter": "torch.onnx legacy (TorchScript)", "input_norm": input_norm},
     }
     return Manifest.from_sections(sections, entries, out_dir).save(out_dir / MANIFEST_NAME)
 
