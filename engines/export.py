@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from slimseg_ros.engines.quantize import SCHEMES
+from slimseg_ros.engines.quantize import DEFAULT_SCHEME, SCHEMES
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import (
     DEFAULT_POSTPROCESS,
@@ -285,7 +285,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8", choices=("off", "auto"), default="off",
                         help="auto: INT8 per width where measured faster and >= 99 %% label agreement "
                              "with fp32 on train:0001TP (needs --data)")
-    parser.add_argument("--int8-scheme", choices=SCHEMES, default=SCHEMES[0],
+    parser.add_argument("--int8-scheme", choices=list(SCHEMES), default=DEFAULT_SCHEME,
                         help="tensorrt (default): symmetric S8S8 QDQ, buildable by TensorRT; "
                              "onnxruntime-cpu: U8S8, onnxruntime's fast x86 form (TensorRT cannot build it)")
     parser.add_argument("--int8-threads", type=int, default=1,
