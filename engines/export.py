@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from slimseg_ros.engines.quantize import SCHEMES
+from slimseg_ros.engines.quantize import DEFAULT_SCHEME, SCHEMES
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import (
     DEFAULT_POSTPROCESS,
@@ -137,10 +137,12 @@ def export_model(
     checkpoint: str | Path | None = None,
     copy_checkpoint: bool = False,
     log: Any = print,
+    input_norm: str | None = None,
 ) -> Path:
     """Export every width of a loaded SlimSegNet to out_dir and write manifest.yaml; returns its path."""
-    from slimseg_ros.engines.onnx_graph import DeployGraph
+    from slimseg_ros.engines.onnx_graph import INPUT_NORMS, DeployGraph
 
+    input_norm = input_norm or INPUT_NORMS[0]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if height % 8 or width % 8:
@@ -157,7 +159,8 @@ def export_model(
     for w in chosen:
         t0 = time.perf_counter()
         subnet = model.subnet(w).eval()
-        graph = DeployGraph(subnet, mean, std, postprocess=postprocess, keep_logits=keep_logits)
+        graph = DeployGraph(subnet, mean, std, postprocess=postprocess, keep_logits=keep_logits,
+                            input_norm=input_norm)
         path = export_graph(graph, out_dir / onnx_name(w, postprocess), height, width, opset)
         flops, params = flops_and_params(subnet, height, width)
         scores = accuracy.get(round(w, 6)) if accuracy else None
@@ -185,7 +188,7 @@ def export_model(
         "outputs": ["labels", "logits"] if keep_logits else ["labels"],
         "classes": classes,
         "ignore_index": int(meta.get("ignore_index", 255)),
-        "export": {"opset": opset, "exporter": "torch.onnx legacy (TorchScript)"},
+        "export": {"opset": opset, "exporter": "torch.onnx legacy (TorchScript)", "input_norm": input_norm},
     }
     return Manifest.from_sections(sections, entries, out_dir).save(out_dir / MANIFEST_NAME)
 
@@ -282,7 +285,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8", choices=("off", "auto"), default="off",
                         help="auto: INT8 per width where measured faster and >= 99 %% label agreement "
                              "with fp32 on train:0001TP (needs --data)")
-    parser.add_argument("--int8-scheme", choices=SCHEMES, default=SCHEMES[0],
+    parser.add_argument("--int8-scheme", choices=list(SCHEMES), default=DEFAULT_SCHEME,
                         help="tensorrt (default): symmetric S8S8 QDQ, buildable by TensorRT; "
                              "onnxruntime-cpu: U8S8, onnxruntime's fast x86 form (TensorRT cannot build it)")
     parser.add_argument("--int8-threads", type=int, default=1,

@@ -17,11 +17,17 @@ argmax) cost another 0.5-1 point, so they stay fp32. Weights are per output chan
 on frames of another sequence (val, 0016E5), resized to the export size as the node resizes them.
 
 Two schemes (`SCHEMES`), because the two runtimes want different INT8:
-- `tensorrt` (default): signed INT8 activations and weights, symmetric (zero point 0): the QDQ form
-  TensorRT's explicit quantisation accepts, so one file serves onnxruntime and a TensorRT build.
-- `onnxruntime-cpu`: unsigned activations (asymmetric), signed weights: the U8S8 form onnxruntime's x86
-  kernels are fast at. Measured here, the symmetric S8S8 graph ran no faster than fp32 on onnxruntime's
-  CPU provider while U8S8 ran at about 0.6x at full width. TensorRT cannot build this one.
+- `tensorrt` (default): the QDQ form TensorRT's explicit quantisation takes (`tensorrt_qdq_problems`
+  checks every written graph against it): signed INT8 activations and weights, all zero points 0,
+  activations per tensor, weights per output channel (axis 0), biases left float (TensorRT's parser refuses
+  the int32 bias DequantizeLinear onnxruntime writes by default), opset >= 13. One file serves onnxruntime
+  and a TensorRT build, which needs no calibrator for it (the scales are in the graph).
+- `onnxruntime-cpu`: unsigned activations (asymmetric), signed weights, int32 biases: the U8S8 form
+  onnxruntime's x86 kernels are fast at. Measured here, the symmetric S8S8 graph ran no faster than fp32
+  on onnxruntime's CPU provider while U8S8 ran at about 0.6x at full width. TensorRT cannot build it.
+
+Calibration frames are chosen in one place, `calibration_frames`, for this quantiser and for TensorRT's
+entropy calibrator (engines/tensorrt_build.py, for a width whose graph is fp32).
 """
 
 from __future__ import annotations
@@ -42,7 +48,16 @@ CALIBRATION_SPLIT = "val"  # sequence 0016E5: calibration never sees the frames 
 MIN_AGREEMENT = 0.99  # INT8 labels must equal fp32's on at least this share of dev pixels
 QUANTIZED_OPS = ["Conv", "Clip", "Relu", "Add", "Concat", "AveragePool", "Resize"]  # within ENCODER only
 ENCODER = "/encoder/"  # node-name prefix of the encoder in the exported graph (torch module path)
-SCHEMES = ("tensorrt", "onnxruntime-cpu")
+CALIBRATION_FRAMES = 32  # spread evenly over CALIBRATION_SPLIT
+# scheme -> quantize_static settings; the first is the default
+SCHEMES: dict[str, dict[str, Any]] = {
+    "tensorrt": {"activation_type": "QInt8", "extra_options": {
+        "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}},
+    "onnxruntime-cpu": {"activation_type": "QUInt8", "extra_options": {
+        "ActivationSymmetric": False, "WeightSymmetric": True}},
+}
+DEFAULT_SCHEME = next(iter(SCHEMES))
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def split_frames(data: str | Path, split: str, size: tuple[int, int], count: int | None = None
@@ -74,6 +89,12 @@ def split_frames(data: str | Path, split: str, size: tuple[int, int], count: int
     return images, targets
 
 
+def calibration_frames(data: str | Path, size: tuple[int, int], count: int = CALIBRATION_FRAMES
+                       ) -> list[np.ndarray]:
+    """The INT8 calibration frames, RGB uint8 at (height, width): the one choice both INT8 paths use."""
+    return split_frames(data, CALIBRATION_SPLIT, size, count)[0]
+
+
 class _Frames:
     """onnxruntime's CalibrationDataReader protocol over uint8 frames (the graph's own input)."""
 
@@ -84,7 +105,7 @@ class _Frames:
         return next(self._items, None)
 
 
-def quantize_graph(fp32: Path, int8: Path, frames: list[np.ndarray], scheme: str = SCHEMES[0]) -> Path:
+def quantize_graph(fp32: Path, int8: Path, frames: list[np.ndarray], scheme: str = DEFAULT_SCHEME) -> Path:
     """Write the static QDQ INT8 version of one width's graph, calibrated (min/max) on `frames`."""
     import onnx
     import onnxruntime as ort
@@ -103,15 +124,72 @@ def quantize_graph(fp32: Path, int8: Path, frames: list[np.ndarray], scheme: str
             raise SlimsegError(f"{fp32}: no node named {ENCODER}*", "export the graph with `slimseg export`")
         session = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
-        symmetric = scheme == "tensorrt"
+        settings = SCHEMES[scheme]
         quantize_static(
             str(prepared), str(int8), _Frames(input_name, frames), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=keep_fp32, per_channel=True,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            activation_type=getattr(QuantType, settings["activation_type"]), weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax, extra_options=dict(settings["extra_options"]),
         )
+    model = onnx.load(str(int8))
+    used = {n.domain for n in model.graph.node}  # the optimiser declares its private domains; none is used
+    kept = [o for o in model.opset_import if o.domain in used or o.domain in ("", "ai.onnx")]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, str(int8))
+    if scheme == "tensorrt":
+        problems = tensorrt_qdq_problems(model)
+        if problems:
+            raise SlimsegError(f"{int8.name} does not follow TensorRT's explicit quantisation: "
+                               + "; ".join(problems[:5]), "report this as a bug (onnxruntime version?)")
     return int8
+
+
+def tensorrt_qdq_problems(model: Any) -> list[str]:
+    """Where an ONNX QDQ graph breaks TensorRT's explicit-quantisation rules (empty: it follows them).
+
+    The rules: QuantizeLinear/DequantizeLinear from opset 13; INT8 only, symmetric (every zero point 0,
+    scales > 0); activations per tensor; a weight (a Conv's input 1) per tensor or per output channel
+    (axis 0, one scale per channel); no DequantizeLinear of a Conv's bias (float biases only).
+    """
+    from onnx import numpy_helper
+
+    problems = []
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        problems.append(f"opset {opset} < 13")
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    consumers: dict[str, list[tuple[Any, int]]] = {}
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, k))
+    for node in model.graph.node:
+        if node.op_type not in QDQ_OPS:
+            continue
+        scale = constants.get(node.input[1])
+        zero = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scale is None or not (scale > 0).all():
+            problems.append(f"{node.name}: scale not a positive constant")
+            continue
+        if zero is None or zero.dtype != np.int8 or zero.any():
+            problems.append(f"{node.name}: zero point must be int8 0, got "
+                            f"{None if zero is None else (zero.dtype, zero.ravel()[:3].tolist())}")
+        source = constants.get(node.input[0])
+        if node.op_type == "DequantizeLinear" and source is not None and source.dtype != np.int8:
+            problems.append(f"{node.name}: dequantises a {source.dtype} constant, not int8")
+        uses = consumers.get(node.output[0], [])
+        weight = [c for c, k in uses if c.op_type == "Conv" and k == 1]
+        if any(c.op_type == "Conv" and k == 2 for c, k in uses):
+            problems.append(f"{node.name}: a quantised Conv bias (TensorRT takes float biases only)")
+        elif weight and scale.size > 1:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            channels = constants[node.input[0]].shape[0] if source is not None else None
+            if axis != 0 or scale.size != channels:
+                problems.append(f"{node.name}: per-channel weight scales on axis {axis} ({scale.size} "
+                                f"scales, {channels} output channels): must be axis 0, one per channel")
+        elif not weight and scale.size != 1:
+            problems.append(f"{node.name}: an activation with {scale.size} scales: must be per tensor")
+    return problems
 
 
 def int8_name(fp32_file: str) -> str:
@@ -168,14 +246,15 @@ def decide(acc: dict[str, float], speed: dict[str, dict[str, float]], threads: i
 
 
 def int8_auto(manifest_path: Path, data: str | Path, threads: int = 1, frames: int = 30, warmup: int = 3,
-              calibration_frames: int = 32, scheme: str = SCHEMES[0], log: Any = print) -> dict[str, Any]:
+              calibration_count: int = CALIBRATION_FRAMES, scheme: str = DEFAULT_SCHEME, log: Any = print
+              ) -> dict[str, Any]:
     """Quantise every width, measure, keep INT8 where it pays; rewrite the manifest. Returns the figures."""
     from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
     from slimseg_ros.engines.bench import grid_rows, measure_grid, setting_label, thread_settings
 
     manifest = Manifest.load(manifest_path)
     size = manifest.input_size
-    calib, _ = split_frames(data, CALIBRATION_SPLIT, size, calibration_frames)
+    calib = calibration_frames(data, size, calibration_count)
     dev_images, dev_targets = split_frames(data, DEV_SPLIT, size)
     quantized = manifest.copy()
     for w in manifest.widths:

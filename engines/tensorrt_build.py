@@ -5,10 +5,15 @@ The offline side of TensorRT: reads calibration frames, calls the runtime's buil
 GPU name, compute capability, precision and sha256. A plan already built for this TensorRT and GPU is kept;
 one built elsewhere is rebuilt from its ONNX (or refused with a clear error if there is no ONNX).
 
+INT8: a width that `slimseg export --int8 auto` made INT8 has a QDQ graph (scheme `tensorrt`), which
+TensorRT builds by explicit quantisation, whatever --precision says and without calibration. An fp32
+width built with --precision int8 is calibrated by TensorRT's entropy calibrator on the very frames the QDQ
+graphs were calibrated on (engines/quantize.calibration_frames), so both INT8 paths see the same data.
+
 examples:
   slimseg build-engines --manifest models/export/manifest.yaml --precision fp16
   slimseg build-engines --manifest models/export/manifest.yaml --precision int8 \\
-      --calib-data ../shared/data/camvid/train --calib-frames 200 --timing-cache models/export/timing.cache
+      --calib-data ../shared/data/camvid --timing-cache models/export/timing.cache
 """
 
 from __future__ import annotations
@@ -20,39 +25,20 @@ from typing import Any
 import numpy as np
 
 from slimseg_ros.backends.tensorrt.build import (
+    CALIBRATION_HINT,
     build_width,
     import_tensorrt,
     make_logger,
     plan_intact,
+    plan_precision,
     trt_target,
 )
 from slimseg_ros.backends.tensorrt.compat import PRECISIONS, USE, decide_plan
+from slimseg_ros.engines.quantize import CALIBRATION_FRAMES, CALIBRATION_SPLIT, calibration_frames
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import Manifest
 
 TRT_MISSING = "TensorRT is not installable here (vendor index unreachable)"
-
-
-def calibration_images(folder: str | Path, size: tuple[int, int], count: int) -> list[np.ndarray]:
-    """Up to `count` RGB uint8 images from a folder (e.g. a CamVid split), resized to (h, w) bilinearly."""
-    import cv2
-
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    files = [p for p in files if not p.parent.name.endswith("annot")]  # never calibrate on label maps
-    if not files:
-        raise SlimsegError(f"no calibration images in {folder}",
-                           "pass a folder of JPEG/PNG frames, e.g. camvid/train")
-    step = max(1, len(files) // count)
-    images = []
-    for path in files[::step][:count]:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SlimsegError(f"calibration image {path} is unreadable", "remove it or re-copy the dataset")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-        images.append(np.ascontiguousarray(rgb))
-    return images
 
 
 def build_or_keep(manifest: Manifest, width: float, precision: str, trt: Any, cuda: Any, device: Any,
@@ -60,6 +46,7 @@ def build_or_keep(manifest: Manifest, width: float, precision: str, trt: Any, cu
                   calib_images: list[np.ndarray] | None = None, force: bool = False) -> str:
     """Keep a width's matching plan or build one beside the manifest and record it (not saved); says which."""
     target = trt_target(trt, device)
+    precision = plan_precision(manifest, width, precision)
     entry = manifest.entry(width)
     onnx_path = manifest.onnx_path(width)
     has_onnx = onnx_path is not None and onnx_path.is_file()
@@ -80,9 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True, help="manifest.yaml written by `slimseg export`")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16",
                         help="engine precision (default fp16)")
-    parser.add_argument("--calib-data", help="folder of frames for INT8 calibration (e.g. camvid/train)")
-    parser.add_argument("--calib-frames", type=int, default=200,
-                        help="frames used for calibration (default 200)")
+    parser.add_argument("--calib-data", help="CamVid-layout dataset folder: INT8 of an fp32 graph calibrates "
+                        f"on its {CALIBRATION_SPLIT!r} split, as `slimseg export --int8 auto` does")
+    parser.add_argument("--calib-frames", type=int, default=CALIBRATION_FRAMES,
+                        help=f"frames used for calibration (default {CALIBRATION_FRAMES}, as --int8 auto)")
     parser.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit in MiB")
     parser.add_argument("--timing-cache", help="timing cache file, read if present and updated after builds")
     parser.add_argument("--widths", type=float, nargs="+", help="subset of widths (default all)")
@@ -95,17 +83,18 @@ def run(args: argparse.Namespace) -> int:
     widths = args.widths or manifest.widths
     for w in widths:
         manifest.entry(w)  # unknown widths fail before any slow work
-    if args.precision == "int8" and not args.calib_data:
-        raise SlimsegError("--precision int8 needs --calib-data DIR",
-                           "pass a folder of frames, e.g. camvid/train")
+    calibrated = [w for w in widths if args.precision == "int8" and manifest.precision(w) != "int8"]
+    if calibrated and not args.calib_data:
+        raise SlimsegError(f"--precision int8 of the fp32 graphs of widths {calibrated} needs --calib-data "
+                           "DIR", CALIBRATION_HINT)
     trt, cuda = import_tensorrt()
     device = cuda.Device(args.device)
     context = device.retain_primary_context()
     context.push()
     try:
         logger = make_logger(trt)
-        images = (calibration_images(args.calib_data, manifest.input_size, args.calib_frames)
-                  if args.precision == "int8" else None)
+        images = (calibration_frames(args.calib_data, manifest.input_size, args.calib_frames)
+                  if calibrated else None)
         timing = Path(args.timing_cache) if args.timing_cache else None
         for w in widths:
             print(f"width {w:g}: " + build_or_keep(manifest, w, args.precision, trt, cuda, device, logger,

@@ -42,7 +42,12 @@ def logits_export(tmp_path_factory):
 
 
 def test_graph_interface_matches_contract(logits_export):
+    import yaml
+
+    from slimseg_ros.engines.onnx_graph import INPUT_NORMS
+
     _, _, fast, _ = logits_export
+    assert yaml.safe_load(fast.path.read_text())["export"]["input_norm"] == INPUT_NORMS[0]
     for w in fast.widths:
         graph = onnx.load(str(fast.onnx_path(w)))
         (inp,) = graph.graph.input

@@ -57,6 +57,8 @@ def test_qdq_graph_quantises_the_encoder_only_in_the_scheme_s_form(export, calib
     assert activations == ({np.dtype(np.int8)} if scheme == "tensorrt" else {np.dtype(np.uint8)})
     if scheme == "tensorrt":
         assert all(not zp.any() for zp in zero_points)
+    problems = Q.tensorrt_qdq_problems(model)  # TensorRT explicit quantisation: followed by tensorrt only
+    assert (problems == []) == (scheme == "tensorrt"), problems[:3]
     produced = {o: n for n in nodes for o in n.output}
     convs = [n for n in nodes if n.op_type == "Conv"]
     for conv in (convs[0], convs[-1]):  # the stem sees the image, the classifier makes the logits: fp32
@@ -71,6 +73,55 @@ def test_qdq_graph_quantises_the_encoder_only_in_the_scheme_s_form(export, calib
     assert labels.shape == (H, W) and labels.dtype == np.uint8
     with pytest.raises(SlimsegError, match="unknown INT8 scheme"):
         Q.quantize_graph(manifest.verify(1.0), tmp_path / "x.onnx", calibration, "fp4")
+
+
+def test_tensorrt_qdq_graph_follows_explicit_quantisation_rules(export, calibration, tmp_path):
+    """What TensorRT's explicit quantisation takes, read off the file: QDQ from opset 13, int8 zero points of
+    0, weights per output channel on axis 0, activations per tensor, float Conv biases."""
+    manifest = Manifest.load(export)
+    path = Q.quantize_graph(manifest.verify(0.5), tmp_path / "w.onnx", calibration, "tensorrt")
+    model = onnx.load(str(path))
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}
+    constants = {t.name for t in model.graph.initializer}
+    weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    biases = {n.input[2] for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2}
+    qdq = [n for n in model.graph.node if n.op_type in Q.QDQ_OPS]
+    seen = {"weight": 0, "activation": 0}
+    for node in qdq:
+        scale, zero = _initializer(model, node.input[1]), _initializer(model, node.input[2])
+        assert zero.dtype == np.int8 and not zero.any() and (scale > 0).all()
+        assert node.output[0] not in biases, "Conv biases stay float"
+        if node.output[0] in weights:
+            weight = _initializer(model, node.input[0])
+            assert weight.dtype == np.int8 and scale.shape == (weight.shape[0],)
+            assert next(a.i for a in node.attribute if a.name == "axis") == 0
+            seen["weight"] += 1
+        else:
+            assert node.input[0] not in constants and scale.size == 1
+            seen["activation"] += 1
+    assert seen["weight"] and seen["activation"]
+    assert all(n.input[2] in constants for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2)
+
+
+def test_the_qdq_checker_names_what_tensorrt_refuses(export, calibration, tmp_path):
+    """The onnxruntime-cpu graph breaks two rules (uint8 zero points, int32 bias DequantizeLinear)."""
+    manifest = Manifest.load(export)
+    model = onnx.load(str(Q.quantize_graph(manifest.verify(0.25), tmp_path / "w.onnx", calibration,
+                                           "onnxruntime-cpu")))
+    problems = " | ".join(Q.tensorrt_qdq_problems(model))
+    assert "zero point must be int8 0" in problems and "quantised Conv bias" in problems
+
+
+def test_calibration_frames_are_one_choice(export):
+    """Both INT8 paths (quantize_graph here, TensorRT's calibrator) take calibration_frames: val frames at the
+    export size, evenly spread, never the dev split."""
+    size = Manifest.load(export).input_size
+    frames = Q.calibration_frames(DATA, size, 3)
+    assert len(frames) == 3 and all(f.shape == (*size, 3) and f.dtype == np.uint8 for f in frames)
+    assert len({f.tobytes() for f in frames}) == 3
+    dev, _ = Q.split_frames(DATA, Q.DEV_SPLIT, size, 3)
+    assert not {f.tobytes() for f in frames} & {f.tobytes() for f in dev}
 
 
 def test_decision_needs_both_speed_and_agreement() -> None:
@@ -97,7 +148,7 @@ def test_miou_and_split_frames_of_the_dev_sequence() -> None:
 def test_int8_auto_records_precision_and_reason_per_width(export, tmp_path) -> None:
     folder = tmp_path / "auto"
     shutil.copytree(export.parent, folder)
-    report = Q.int8_auto(folder / "manifest.yaml", DATA, threads=1, frames=2, warmup=1, calibration_frames=4,
+    report = Q.int8_auto(folder / "manifest.yaml", DATA, threads=1, frames=2, warmup=1, calibration_count=4,
                          log=lambda _m: None)
     manifest = Manifest.load(folder)
     assert manifest.section("export")["int8"]["scheme"] == "tensorrt"

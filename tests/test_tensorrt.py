@@ -15,7 +15,7 @@ from exported import DATA, camvid_frames, runtime_export
 from slimseg_ros.backends.tensorrt.build import import_tensorrt, plan_intact, plan_name
 from slimseg_ros.backends.tensorrt.cache import CACHE_DIRNAME, INDEX_NAME
 from slimseg_ros.backends.tensorrt.compat import BUILD, REBUILD, USE, TrtTarget, decide_plan, mismatch
-from slimseg_ros.engines.tensorrt_build import TRT_MISSING, calibration_images
+from slimseg_ros.engines.tensorrt_build import TRT_MISSING
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import FORMAT, Manifest, PlanRecord, sha256_file
 
@@ -91,20 +91,6 @@ def test_plan_names_and_integrity(tmp_path):
     assert plan_intact(manifest.file_path(plan.file), plan)
     plan_file.write_bytes(b"truncated")
     assert not plan_intact(manifest.file_path(plan.file), plan)
-
-
-def test_calibration_images_are_real_frames_at_input_size():
-    if not (DATA / "train").is_dir():
-        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
-    images = calibration_images(DATA, (96, 128), count=3)  # the dataset root: label folders must be skipped
-    assert len(images) == 3
-    assert all(i.shape == (96, 128, 3) and i.dtype == np.uint8 for i in images)
-    assert len({i.tobytes() for i in images}) == 3
-
-
-def test_calibration_folder_without_images(tmp_path):
-    with pytest.raises(SlimsegError, match="no calibration images"):
-        calibration_images(tmp_path, (96, 128), 4)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
@@ -239,7 +225,7 @@ def _fake_tensorrt(cuda: _FakeCuda, version: str = "10.3.0"):
     import onnx
     import onnxruntime as ort
 
-    trt = types.SimpleNamespace(__version__=version, builds=[])
+    trt = types.SimpleNamespace(__version__=version, builds=[], calibrated=[])
     severity = enum.IntEnum("Severity", "INTERNAL_ERROR ERROR WARNING INFO VERBOSE", start=0)
 
     class ILogger:
@@ -252,8 +238,20 @@ def _fake_tensorrt(cuda: _FakeCuda, version: str = "10.3.0"):
         def __init__(self):
             pass
 
+    class Layer:
+        def __init__(self, node):
+            qdq = {"QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE"}
+            self.type = qdq.get(node.op_type, "OTHER")
+
     class Network:
-        onnx_bytes = None
+        onnx_bytes, layers = None, []
+
+        @property
+        def num_layers(self):
+            return len(self.layers)
+
+        def get_layer(self, i):
+            return self.layers[i]
 
     class Parser:
         def __init__(self, network, logger):
@@ -261,11 +259,11 @@ def _fake_tensorrt(cuda: _FakeCuda, version: str = "10.3.0"):
 
         def parse(self, data):
             try:
-                onnx.load_model_from_string(data)
+                model = onnx.load_model_from_string(data)
             except Exception:  # noqa: BLE001 - the stand-in reports any parse failure like TensorRT does
                 self.num_errors = 1
                 return False
-            self.network.onnx_bytes = data
+            self.network.onnx_bytes, self.network.layers = data, [Layer(n) for n in model.graph.node]
             return True
 
         def get_error(self, i):
@@ -307,9 +305,12 @@ def _fake_tensorrt(cuda: _FakeCuda, version: str = "10.3.0"):
             return Config()
 
         def build_serialized_network(self, network, config):
+            qdq = any(layer.type != "OTHER" for layer in network.layers)
+            if qdq and "INT8" not in config.flags:  # explicit quantisation needs the INT8 flag
+                return None
             if config.int8_calibrator is not None:
-                while config.int8_calibrator.get_batch(["image"]) is not None:
-                    pass
+                while (batch := config.int8_calibrator.get_batch(["image"])) is not None:
+                    trt.calibrated.append(cuda.memory[batch[0]].buf.copy())
                 config.int8_calibrator.write_calibration_cache(b"calibration")
             trt.builds.append(sorted(config.flags))
             return b"FAKEPLAN" + network.onnx_bytes
@@ -369,6 +370,7 @@ def _fake_tensorrt(cuda: _FakeCuda, version: str = "10.3.0"):
     trt.Runtime, trt.nptype = Runtime, lambda dtype: dtype
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
     trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
+    trt.LayerType = types.SimpleNamespace(QUANTIZE="QUANTIZE", DEQUANTIZE="DEQUANTIZE")
     trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
     return trt
 
@@ -482,20 +484,69 @@ def test_stand_in_read_only_model_folder_builds_into_the_user_cache(fake_trt, sm
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
-def test_stand_in_int8_uses_calibrator_and_cache(fake_trt, small_export, tmp_path):
+def _build_args(folder, precision, calib_data=None, widths=None):
     import argparse
 
-    from slimseg_ros.engines import tensorrt_build
+    return argparse.Namespace(manifest=str(folder / "manifest.yaml"), precision=precision,
+                              calib_data=calib_data, calib_frames=3, workspace_mb=256, timing_cache=None,
+                              widths=widths, device=0, force=False)
 
-    if not (DATA / "train").is_dir():
+
+def test_stand_in_int8_of_fp32_graph_calibrates_on_the_quantiser_s_frames(fake_trt, small_export, tmp_path):
+    """TensorRT's entropy calibrator gets exactly the frames engines/quantize.py calibrates QDQ graphs on."""
+    from slimseg_ros.engines import tensorrt_build
+    from slimseg_ros.engines.quantize import calibration_frames
+
+    if not (DATA / "val").is_dir():
         pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
     trt, _ = fake_trt
     folder = tmp_path / "export"
     shutil.copytree(small_export.parent, folder)
-    args = argparse.Namespace(manifest=str(folder / "manifest.yaml"), precision="int8",
-                              calib_data=str(DATA / "train"), calib_frames=3, workspace_mb=256,
-                              timing_cache=None, widths=[0.25], device=0, force=False)
-    assert tensorrt_build.run(args) == 0
+    with pytest.raises(SlimsegError, match="needs --calib-data"):
+        tensorrt_build.run(_build_args(folder, "int8", widths=[0.25]))
+    assert tensorrt_build.run(_build_args(folder, "int8", str(DATA), widths=[0.25])) == 0
     assert trt.builds == [["FP16", "INT8"]]
+    expected = calibration_frames(DATA, Manifest.load(folder).input_size, 3)
+    assert len(trt.calibrated) == 3
+    assert all(np.array_equal(got, want.ravel()) for got, want in zip(trt.calibrated, expected, strict=True))
     assert (folder / "calib_w0.25.cache").read_bytes() == b"calibration"
     assert Manifest.load(folder).entry(0.25).engines[0].precision == "int8"
+
+
+def test_stand_in_qdq_graph_builds_by_explicit_quantisation(fake_trt, small_export, tmp_path):
+    """A width exported as INT8 (QDQ, scheme tensorrt) is built with the INT8 flag and no calibrator, whatever
+    precision was asked, by build-engines and by the backend at start; its labels are the QDQ graph's."""
+    pytest.importorskip("torch", reason="quantising needs the export tools (pip install .[export])")
+    from slimseg_ros.backends import create_backend
+    from slimseg_ros.engines import tensorrt_build
+    from slimseg_ros.engines.quantize import calibration_frames, int8_name, quantize_graph
+    from slimseg_ros.manifest import FileRef
+
+    if not (DATA / "val").is_dir():
+        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+    trt, _ = fake_trt
+    folder = tmp_path / "export"
+    shutil.copytree(small_export.parent, folder)
+    manifest = Manifest.load(folder)
+    frames = calibration_frames(DATA, manifest.input_size, 2)
+    qdq = quantize_graph(manifest.verify(0.5), manifest.resolve(int8_name(manifest.entry(0.5).onnx.file)),
+                         frames, "tensorrt")
+    manifest.record_precision(0.5, "int8", "test", onnx=FileRef(qdq.name, sha256_file(qdq)))
+    manifest.save()
+    assert tensorrt_build.run(_build_args(folder, "fp16", widths=[0.25, 0.5])) == 0  # no --calib-data needed
+    assert trt.builds == [["FP16"], ["FP16", "INT8"]] and not trt.calibrated
+    assert not list(folder.glob("calib_*.cache"))
+    recorded = Manifest.load(folder)
+    assert [recorded.entry(w).engines[0].precision for w in (0.25, 0.5)] == ["fp16", "int8"]
+
+    shutil.rmtree(folder / CACHE_DIRNAME, ignore_errors=True)
+    for w in recorded.widths:  # the backend builds at start: the QDQ width as int8 again, uncalibrated
+        for plan in recorded.entry(w).engines:
+            recorded.file_path(plan.file).unlink()
+    trt.builds.clear()
+    backend = create_backend("tensorrt", folder)
+    ort = create_backend("onnxruntime", folder, threads=1)
+    assert sorted(trt.builds) == [["FP16"]] * 3 + [["FP16", "INT8"]] and not trt.calibrated
+    assert np.array_equal(backend.infer(frames[0], 0.5), ort.infer(frames[0], 0.5))
+    backend.close()
+    ort.close()

@@ -70,12 +70,13 @@ class TensorRTBackend(Backend):
     # --- start-up ---------------------------------------------------------------------------------------
     def _plan_for(self, width: float) -> Path:
         """The plan to deserialise: the manifest's, else the cache's, else one built now into the cache."""
-        from slimseg_ros.backends.tensorrt.build import build_width, plan_intact
+        from slimseg_ros.backends.tensorrt.build import build_width, plan_intact, plan_precision
 
         entry = self.manifest.entry(width)
         cached = self.cache.plans(width)
         known = [*entry.engines, *(p for p, _ in cached)]
-        precision = self._precision or choose_precision(known, self.target)
+        requested = self._precision or choose_precision(known, self.target)
+        precision = plan_precision(self.manifest, width, requested)
         onnx_path = self.manifest.onnx_path(width)
         has_onnx = onnx_path is not None and onnx_path.is_file()
         paths = {p: self.manifest.file_path(p.file) for p in entry.engines} | dict(cached)

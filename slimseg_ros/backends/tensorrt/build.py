@@ -1,8 +1,11 @@
 """Build TensorRT plans (TensorRT 10 Python API): the one builder, used by `slimseg build-engines` and by the
 backend when a plan must be (re)built at start.
 
-ONNX parser, builder config with a workspace limit, FP16, or INT8 with an entropy calibrator (plus a
-calibration cache per width), and an optional timing cache shared by all widths. `build_width` returns the
+ONNX parser, builder config with a workspace limit, FP16, or INT8, and an optional timing cache shared by all
+widths. INT8 comes two ways. A QDQ graph (a width whose manifest precision is int8, written by
+`slimseg export --int8 auto`) carries its own scales: TensorRT's explicit quantisation builds it with the INT8
+flag and no calibrator. An fp32 graph gets an entropy calibrator over the frames engines/quantize.py chooses
+(plus a calibration cache per width). `build_width` returns the
 plan's record and writes nothing else: the offline CLI records it in the manifest, the runtime in its plan
 cache (cache.py).
 """
@@ -17,10 +20,17 @@ import numpy as np
 
 from slimseg_ros.backends.tensorrt.compat import PRECISIONS, TrtTarget
 from slimseg_ros.errors import SlimsegError
-from slimseg_ros.manifest import PlanRecord, sha256_file, verify_file
+from slimseg_ros.manifest import Manifest, PlanRecord, sha256_file, verify_file
 
-__all__ = ["PRECISIONS", "build_plan", "build_width", "import_tensorrt", "make_calibrator", "make_logger",
-           "plan_intact", "plan_name", "trt_target"]
+__all__ = ["PRECISIONS", "build_plan", "build_width", "has_qdq", "import_tensorrt", "make_calibrator",
+           "make_logger", "plan_intact", "plan_name", "plan_precision", "trt_target"]
+CALIBRATION_HINT = "pass --calib-data DIR (the CamVid-layout dataset folder), or export with --int8 auto"
+
+
+def plan_precision(manifest: Manifest, width: float, requested: str) -> str:
+    """The precision a width's plan gets: int8 for a QDQ graph (its precision is in the graph), else the one
+    requested."""
+    return "int8" if manifest.precision(width) == "int8" else requested
 
 
 def plan_name(width: float, precision: str, target: TrtTarget) -> str:
@@ -110,6 +120,12 @@ def make_calibrator(trt: Any, cuda: Any, images: list[np.ndarray], cache: Path) 
     return EntropyCalibrator()
 
 
+def has_qdq(trt: Any, network: Any) -> bool:
+    """Whether a parsed network has Quantize/Dequantize layers, i.e. is explicitly quantised."""
+    qdq = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
+    return any(network.get_layer(i).type in qdq for i in range(network.num_layers))
+
+
 def build_plan(trt: Any, logger: Any, onnx_path: Path, plan_path: Path, precision: str, workspace_mb: int,
                timing_cache: Path | None = None, calibrator: Any = None) -> Path:
     """Parse one ONNX file and serialise a plan for it; every failure raises with TensorRT's message."""
@@ -122,13 +138,19 @@ def build_plan(trt: Any, logger: Any, onnx_path: Path, plan_path: Path, precisio
                            "re-export with a supported opset")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    explicit = has_qdq(trt, network)
+    if explicit and precision != "int8":
+        raise SlimsegError(f"{onnx_path.name} is an INT8 (QDQ) graph; {precision} was asked",
+                           "build it as int8 (its scales are in the graph), or export that width in fp32")
     if precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # int8 layers fall back to fp16, not fp32
     if precision == "int8":
-        if calibrator is None:
-            raise SlimsegError("int8 needs calibration data", "pass --calib-data DIR (a folder of frames)")
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
+        config.set_flag(trt.BuilderFlag.INT8)  # explicit quantisation needs the flag too
+        if not explicit:  # TensorRT ignores a calibrator for a QDQ network, so none is set there
+            if calibrator is None:
+                raise SlimsegError(f"int8 of the fp32 graph {onnx_path.name} needs calibration data",
+                                   CALIBRATION_HINT)
+            config.int8_calibrator = calibrator
     cache = None
     if timing_cache is not None:
         cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
@@ -150,9 +172,7 @@ def build_width(onnx_path: Path, plan_dir: Path, width: float, precision: str, t
     target = trt_target(trt, device)
     plan_path = plan_dir / plan_name(width, precision, target)
     calibrator = None
-    if precision == "int8":
-        if not calib_images:
-            raise SlimsegError("int8 needs calibration data", "pass --calib-data DIR (a folder of frames)")
+    if precision == "int8" and calib_images:  # used only if the graph is fp32 (build_plan decides)
         cache = plan_dir / f"calib_w{width:.2f}.cache"  # activations differ per width: one cache each
         calibrator = make_calibrator(trt, cuda, calib_images, cache)
     try:
