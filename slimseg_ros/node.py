@@ -674,7 +674,7 @@ class SlimsegNode(LifecycleNode):
         self.lat_infer.add(time.monotonic() - t_infer)
         if not self._output:  # a deactivate gave up waiting for this frame: its publishers are off
             raise SlimsegError("deactivated while this frame was processed: labels not published")
-        self._publish_outputs(frame.msg.header, rgb, geometry, labels)
+        self._publish_outputs(frame.msg.header, rgb, network_input, geometry, labels)
 
         done = time.monotonic()
         self.counters.processed += 1
@@ -696,11 +696,15 @@ class SlimsegNode(LifecycleNode):
             cached = self._fit = fit(frame, self.backend.input_size, mode)
         return cached
 
-    def _publish_outputs(self, header: Any, rgb: np.ndarray, geometry: Fit, labels: np.ndarray) -> None:
-        """Labels and camera_info at the frame's or the network's size; colour and overlay at the frame's.
+    def _publish_outputs(
+        self, header: Any, rgb: np.ndarray, network_input: np.ndarray, geometry: Fit, labels: np.ndarray
+    ) -> None:
+        """Labels and camera_info at the frame's or the network's size; colour and overlay, when someone
+        subscribes, at the size `visualization_size` names.
 
-        Each label map is resized once, straight into its message buffer; colours are looked up at the
-        network size and upsampled once (the same pixels as colourising the frame-size labels).
+        Each label map is resized once, straight into its message buffer. Colours are looked up at the
+        network size; at the frame's size they are then upsampled once (the same pixels as colourising the
+        frame-size labels), at the network's the overlay blends them over the image the network saw.
         """
         at_network = self._values["labels_at_network_size"]
         out = self._out["labels"]
@@ -716,15 +720,21 @@ class SlimsegNode(LifecycleNode):
             self.pub_info.publish(adjusted)
         want_color = self.pub_color.get_subscription_count() > 0
         want_overlay = self.pub_overlay.get_subscription_count() > 0
-        if want_color or want_overlay:
-            shape = (*geometry.frame, 3)
+        if not (want_color or want_overlay):
+            return
+        if self._values["visualization_size"] == "network":
+            shape, image = (*geometry.network, 3), network_input
+            color = colorize(labels_at_network(labels, geometry, self._void), self.palette,
+                             out=self._out["color"].pixels(shape))
+        else:
+            shape, image = (*geometry.frame, 3), rgb
             color = labels_to_frame(colorize(labels, self.palette), geometry, self._void_color,
                                     out=self._out["color"].pixels(shape))
-            if want_color:
-                self.pub_color.publish(self._out["color"].message(header))
-            if want_overlay:
-                overlay(rgb, color, self._values["overlay_alpha"], out=self._out["overlay"].pixels(shape))
-                self.pub_overlay.publish(self._out["overlay"].message(header))
+        if want_color:
+            self.pub_color.publish(self._out["color"].message(header))
+        if want_overlay:
+            overlay(image, color, self._values["overlay_alpha"], out=self._out["overlay"].pixels(shape))
+            self.pub_overlay.publish(self._out["overlay"].message(header))
 
     def _apply(self, decision: Decision) -> None:
         """Adopt the policy's width for the next frame; log and latch every switch with its reason."""

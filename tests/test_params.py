@@ -28,6 +28,7 @@ INVALID = [
     ("battery_thresholds", [0.0, 0.4, 0.6]), ("battery_thresholds", [0.2, 0.4, 1.5]),
     ("charging_stable_s", -1.0), ("width", 0.0), ("width", 1.5), ("max_input_pixels", 0),
     ("threads", -1), ("overlay_alpha", 2.0), ("diagnostics_period_s", 0.0),
+    ("visualization_size", "camera"), ("visualization_size", 1),
 ]
 
 
