@@ -414,13 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.echo:
         echo_server(args.echo, args.reliable)
         return 0
-    if args.export_test:
-        sys.path.insert(0, str(REPO / "tests"))
-        from exported import export_test_manifest
+    sys.path.insert(0, str(REPO / "tests"))
+    from exported import bench_manifest
 
-        args.manifest = str(export_test_manifest(args.export_test))
-    if not args.manifest:
-        parser.error("--manifest or --export-test is required")
+    args.manifest = bench_manifest(args.manifest, args.export_test, parser)
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     transports = [t.strip() for t in args.transports.split(",")]

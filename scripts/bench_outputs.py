@@ -20,6 +20,7 @@ compared message for message first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -123,19 +124,14 @@ def publisher(log_dir: Path) -> tuple[Callable[[str, Image], object], Callable[[
 def subscriber(namespace: str) -> None:
     """The receiving side of --publish: subscribes to the three topics as rviz would, and spins."""
     import rclpy
+    from rclpy.executors import ExternalShutdownException
 
-    rclpy.init()
-    node = rclpy.create_node("sink", namespace=namespace)
-    for topic in TOPICS:
-        qos = LABELS_QOS if topic == "labels" else OUTPUT_QOS
-        node.create_subscription(Image, topic, lambda _msg: None, qos)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    with rclpy.init(), rclpy.create_node("sink", namespace=namespace) as node:
+        for topic in TOPICS:
+            qos = LABELS_QOS if topic == "labels" else OUTPUT_QOS
+            node.create_subscription(Image, topic, lambda _msg: None, qos)
+        with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
+            rclpy.spin(node)
 
 
 def main(argv: list[str] | None = None) -> int:

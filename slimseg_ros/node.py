@@ -39,6 +39,7 @@ from std_msgs.msg import Float32, String
 from std_srvs.srv import SetBool
 
 from slimseg_ros import params as P
+from slimseg_ros import resize
 from slimseg_ros.backends import Backend, create_backend
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.image_codec import (
@@ -51,15 +52,7 @@ from slimseg_ros.image_codec import (
 from slimseg_ros.manifest import Manifest
 from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, default_thresholds, make_policy
 from slimseg_ros.qos import LABELS_QOS, LATCHED_QOS, OUTPUT_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
-from slimseg_ros.resize import (
-    Fit,
-    fit,
-    labels_at_network,
-    labels_to_frame,
-    map_box,
-    map_intrinsics,
-    to_network,
-)
+from slimseg_ros.resize import Fit
 from slimseg_ros.shutdown import ignore_signals, restore_signals, stop_on_signals
 from slimseg_ros.stats import LatencyWindow, RateMeter, SequenceGaps
 from slimseg_ros.visualize import colorize, make_palette, overlay
@@ -146,13 +139,13 @@ def labels_camera_info(
         height, width = geometry.network
     if np.array_equal(affine, np.eye(3)):
         return out
-    k, p = map_intrinsics(info.k, info.p, affine)
+    k, p = resize.map_intrinsics(info.k, info.p, affine)
     out.k, out.p = k.ravel(), p.ravel()
     out.height, out.width = height, width
     roi = copy.copy(info.roi)
     if roi.width and roi.height:  # a zero ROI means the full image: it stays so
         box = (roi.x_offset, roi.y_offset, roi.x_offset + roi.width, roi.y_offset + roi.height)
-        x0, y0, x1, y1 = map_box(box, affine, (height, width))
+        x0, y0, x1, y1 = resize.map_box(box, affine, (height, width))
         roi.x_offset, roi.y_offset, roi.width, roi.height = x0, y0, x1 - x0, y1 - y0
     out.roi = roi
     return out
@@ -668,7 +661,7 @@ class SlimsegNode(LifecycleNode):
             )
             return
         geometry = self._geometry(rgb.shape[:2])
-        network_input = to_network(rgb, geometry, self._pad_value)
+        network_input = resize.to_network(rgb, geometry, self._pad_value)
         t_infer = time.monotonic()
         labels = self.backend.infer(network_input, self.width)  # already at the input size: no resize
         self.lat_infer.add(time.monotonic() - t_infer)
@@ -693,7 +686,7 @@ class SlimsegNode(LifecycleNode):
         mode = self._values["resize_mode"]
         cached = self._fit
         if cached is None or cached.frame != tuple(frame) or cached.mode != mode:
-            cached = self._fit = fit(frame, self.backend.input_size, mode)
+            cached = self._fit = resize.fit(frame, self.backend.input_size, mode)
         return cached
 
     def _publish_outputs(
@@ -709,9 +702,9 @@ class SlimsegNode(LifecycleNode):
         at_network = self._values["labels_at_network_size"]
         out = self._out["labels"]
         if at_network:
-            out.pixels(geometry.network)[...] = labels_at_network(labels, geometry, self._void)
+            out.pixels(geometry.network)[...] = resize.labels_at_network(labels, geometry, self._void)
         else:
-            labels_to_frame(labels, geometry, self._void, out=out.pixels(geometry.frame))
+            resize.labels_to_frame(labels, geometry, self._void, out=out.pixels(geometry.frame))
         self.pub_labels.publish(out.message(header))
         info = self._camera_info
         if info is not None:
@@ -724,11 +717,11 @@ class SlimsegNode(LifecycleNode):
             return
         if self._values["visualization_size"] == "network":
             shape, image = (*geometry.network, 3), network_input
-            color = colorize(labels_at_network(labels, geometry, self._void), self.palette,
+            color = colorize(resize.labels_at_network(labels, geometry, self._void), self.palette,
                              out=self._out["color"].pixels(shape))
         else:
             shape, image = (*geometry.frame, 3), rgb
-            color = labels_to_frame(colorize(labels, self.palette), geometry, self._void_color,
+            color = resize.labels_to_frame(colorize(labels, self.palette), geometry, self._void_color,
                                     out=self._out["color"].pixels(shape))
         if want_color:
             self.pub_color.publish(self._out["color"].message(header))
