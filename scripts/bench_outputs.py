@@ -14,7 +14,12 @@ copied into a new `array.array` message. Each message then goes out one of two w
 Prints p50 ms per path, its ratio to labels only, and p50 ms per step; the d05dd1f and input paths are
 compared message for message first.
 
-    python scripts/bench_outputs.py --sizes 480x360,1920x1080 --frames 40 [--publish]
+`--gil` asks instead whether a visualisation thread could publish beside inference: a pure-Python thread
+counts while this one sleeps, runs a GIL-free OpenCV resize, or publishes 1080p rgb8 images to the
+subscriber process; the less it counts during publishing than during the resize, the more of publish
+holds the GIL (rclpy converts and serialises without releasing it).
+
+    python scripts/bench_outputs.py --sizes 480x360,1920x1080 --frames 40 [--publish | --gil]
 """
 
 from __future__ import annotations
@@ -134,12 +139,48 @@ def subscriber(namespace: str) -> None:
             rclpy.spin(node)
 
 
+def gil_probe(send: Callable[[str, Image], object], seconds: float = 2.0) -> None:
+    """Counter-thread rate (M iterations/s) while this thread sleeps, resizes (GIL released) or publishes."""
+    import threading
+
+    message = ImageBuffer(Image, "rgb8")
+    message.pixels((1080, 1920, 3))[...] = 7
+    msg = message.message(Image().header)
+    big = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    work = {"sleep 5 ms": lambda: time.sleep(0.005),
+            "cv2.resize 1080p -> 2160p (releases the GIL)": lambda: cv2.resize(big, (3840, 2160)),
+            "publish 1080p rgb8": lambda: send("color", msg)}
+    for name, call in work.items():
+        stop, counted = threading.Event(), []
+
+        def count(stop: threading.Event = stop, counted: list = counted) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+            counted.append(n)
+
+        thread = threading.Thread(target=count)
+        thread.start()
+        calls, end = 0, time.perf_counter() + seconds
+        start = time.perf_counter()
+        while time.perf_counter() < end:
+            call()
+            calls += 1
+        stop.set()
+        thread.join()
+        elapsed = time.perf_counter() - start
+        print(f"{name}: {1e3 * elapsed / calls:.2f} ms per call; counting thread "
+              f"{counted[0] / elapsed / 1e6:.2f} M iterations/s; load {os.getloadavg()[0]:.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="480x360,1920x1080", help="frame sizes WxH, comma-separated")
     parser.add_argument("--frames", type=int, default=40, help="timed frames per path and size")
     parser.add_argument("--publish", action="store_true",
                         help="publish to a subscriber process (LARGE_DATA) instead of serialising only")
+    parser.add_argument("--gil", action="store_true",
+                        help="only: how much of publishing holds the GIL (a counting thread's rate)")
     parser.add_argument("--log-dir", default="/tmp/slimseg_bench_outputs", help="the subscriber's log")
     parser.add_argument("--subscribe", metavar="NAMESPACE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -153,9 +194,15 @@ def main(argv: list[str] | None = None) -> int:
                         interpolation=cv2.INTER_NEAREST)  # regions, as a segmentation has
     close: Callable[[], None] = lambda: None  # noqa: E731
     send: Callable[[str, Image], object] = lambda _topic, msg: serialize_message(msg)  # noqa: E731
-    if args.publish:
+    if args.publish or args.gil:
         Path(args.log_dir).mkdir(parents=True, exist_ok=True)
         send, close = publisher(Path(args.log_dir))
+    if args.gil:
+        try:
+            gil_probe(send)
+        finally:
+            close()
+        return 0
     paths = {"labels only": Path_(palette, None, send),
              **{vis: Path_(palette, vis, send) for vis in VISUALIZATION_SIZES}}
     check = Path_(palette, "input", lambda _topic, msg: serialize_message(msg))
