@@ -14,6 +14,7 @@ import pytest
 
 from slimseg_ros import params as P
 from slimseg_ros.policy_params import ROWS
+from slimseg_ros.visualize import VISUALIZATION_SIZES
 
 DEFAULTS = P.load_defaults()
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
@@ -38,6 +39,11 @@ def test_double_arrays_from_rclpy_are_accepted() -> None:
     assert P.check_node_param("battery_thresholds", value) == [0.1, 0.5, 0.9]
     with pytest.raises(ValueError, match=r"battery_thresholds = 1.5 is out of range \(0, 1\)"):
         P.check_node_param("battery_thresholds", array.array("d", [0.1, 0.5, 1.5]))
+
+
+@pytest.mark.parametrize("size", VISUALIZATION_SIZES)
+def test_every_visualization_size_is_accepted(size: str) -> None:
+    assert P.check_node_param("visualization_size", size) == size
 
 
 @pytest.mark.parametrize(("name", "value"), INVALID)
