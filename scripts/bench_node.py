@@ -171,15 +171,24 @@ def bench_process(args: argparse.Namespace, transport: str, log: Path, echo: boo
     return NodeProcess(values, log.parent, namespace=namespace, env=env, log=log)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], echo: bool,
-            outputs: str = "labels") -> dict:
+            outputs: str = "labels", vis: str | None = None) -> dict:
     """One process pair: frames at one size over one transport; returns the figures.
 
-    outputs "all": ~/color and ~/overlay are subscribed too and a frame's round trip ends with the last of
-    the three (the echo process has only labels)."""
+    outputs "all": ~/color and ~/overlay are subscribed too, at the node's `visualization_size` `vis`,
+    and a frame's round trip ends with the last of the three (the echo process has only labels)."""
     width, height = size
-    log = Path(args.log_dir) / f"{'echo' if echo else 'node'}_{transport}_{width}x{height}_{outputs}.log"
+    stem = f"{'echo' if echo else 'node'}_{transport}_{width}x{height}_{outputs}" + (f"_{vis}" if vis else "")
+    log = Path(args.log_dir) / f"{stem}.log"
     params = {} if echo else {"width": float(args.width), "diagnostics_period_s": 0.25}
+    if vis not in (None, "default") and not echo:  # default: the node's own (older code has no parameter)
+        params["visualization_size"] = vis
     proc = bench_process(args, transport, log, echo=echo, **params).start()
     topics = ("labels", "color", "overlay") if outputs == "all" and not echo else ("labels",)
     client = Client(proc, args.reliable, topics)
@@ -189,7 +198,9 @@ def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], ech
         frames = args.frames if width * height <= 640 * 480 else args.frames_large
         for i in range(args.warmup):
             client.round_trip(rgb, i, args.timeout)
+        cpu = cpu_seconds(proc.pid)
         trips = [client.round_trip(rgb, args.warmup + i, args.timeout) for i in range(frames)]
+        cpu = cpu_seconds(proc.pid) - cpu
         ok = [t for t in trips if t is not None]
         time.sleep(0.6)  # one more diagnostics period covering the last frame
         result = {
@@ -197,9 +208,11 @@ def run_one(args: argparse.Namespace, transport: str, size: tuple[int, int], ech
             "size": f"{width}x{height}",
             "process": "echo" if echo else "node",
             "outputs": ",".join(topics),
+            "visualization_size": vis if len(topics) > 1 else None,
             "qos": "reliable" if args.reliable else "best_effort",
             "frames": frames,
             "lost": frames - len(ok),
+            "cpu_ms_per_frame": 1e3 * cpu / frames,  # the whole process: every thread, the middleware's too
         }
         result["round_trip_p50_ms"], result["round_trip_p95_ms"] = percentiles(ok)
         if not echo:
@@ -315,8 +328,9 @@ def markdown(results: list[dict], switches: list[dict], command: str, note: str 
         f"load average {os.getloadavg()[0]:.1f} at the end" + (f"  \n{note}" if note else ""),
         "",
         "| process | outputs | transport | size | input QoS | frames | lost | round trip p50 / p95 ms | "
-        "backend p50 / p95 ms | overhead p50 / p95 ms | overhead above echo p50 ms | node time p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "backend p50 / p95 ms | overhead p50 / p95 ms | overhead above echo p50 ms | node time p50 ms | "
+        "node CPU ms / frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     floors = {(r["transport"], r["size"]): r["round_trip_p50_ms"] for r in results if r["process"] == "echo"}
     for r in results:
@@ -324,22 +338,27 @@ def markdown(results: list[dict], switches: list[dict], command: str, note: str 
         above = None
         if r["process"] == "node" and floor is not None and r.get("overhead_p50_ms") is not None:
             above = r["overhead_p50_ms"] - floor
+        outputs = r["outputs"] + (f" ({r['visualization_size']})" if r.get("visualization_size") else "")
         lines.append(
-            f"| {r['process']} | {r['outputs']} | {r['transport']} | {r['size']} | {r['qos']} | "
+            f"| {r['process']} | {outputs} | {r['transport']} | {r['size']} | {r['qos']} | "
             f"{r['frames']} | {r['lost']} | {fmt(r['round_trip_p50_ms'])} / {fmt(r['round_trip_p95_ms'])} | "
             f"{fmt(r.get('backend_p50_ms'))} / {fmt(r.get('backend_p95_ms'))} | "
             f"{fmt(r.get('overhead_p50_ms'))} / {fmt(r.get('overhead_p95_ms'))} | {fmt(above)} | "
-            f"{fmt(r.get('in_node_p50_ms'))} |"
+            f"{fmt(r.get('in_node_p50_ms'))} | {fmt(r.get('cpu_ms_per_frame'))} |"
         )
-    labels_only = {(r["transport"], r["size"]): r.get("in_node_p50_ms") for r in results
+    labels_only = {(r["transport"], r["size"]): r for r in results
                    if r["process"] == "node" and r["outputs"] == "labels"}
     ratios = []
     for r in results:
         base = labels_only.get((r["transport"], r["size"]))
-        if r["process"] == "node" and r["outputs"] != "labels" and base and r.get("in_node_p50_ms"):
-            ratios.append(f"{r['size']} {r['transport']}: {r['in_node_p50_ms'] / base:.2f}x")
+        if r["process"] == "node" and r["outputs"] != "labels" and base and base.get("in_node_p50_ms") \
+                and r.get("in_node_p50_ms"):
+            time_ratio = r["in_node_p50_ms"] / base["in_node_p50_ms"]
+            cpu_ratio = r["cpu_ms_per_frame"] / base["cpu_ms_per_frame"]
+            ratios.append(f"{r['size']} {r['transport']} {r['visualization_size']}: {time_ratio:.2f}x "
+                          f"(CPU {cpu_ratio:.2f}x)")
     if ratios:
-        what = "Node time per frame with colour and overlay subscribed / labels only: "
+        what = "Node time (and CPU) per frame with colour and overlay subscribed / labels only: "
         lines += ["", what + "; ".join(ratios)]
     lines += [
         "",
@@ -366,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="node parameter threads (default: the node's)")
     parser.add_argument("--outputs", default="labels",
                         help="labels and/or all (colour and overlay subscribed too), comma-separated")
+    parser.add_argument("--visualization-size", default="default",
+                        help="the node's visualization_size in the `all` runs: network, input and/or default "
+                        "(not set: the node's default), comma-separated")
     parser.add_argument("--width", type=float, default=0.25, help="network width for the latency runs")
     parser.add_argument("--sizes", default="480x360,1920x1080", help="frame sizes WxH, comma-separated")
     parser.add_argument("--transports", default="default,LARGE_DATA", help=f"from {', '.join(TRANSPORTS)}")
@@ -392,23 +414,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.echo:
         echo_server(args.echo, args.reliable)
         return 0
-    if args.export_test:
-        sys.path.insert(0, str(REPO / "tests"))
-        from exported import export_test_manifest
+    sys.path.insert(0, str(REPO / "tests"))
+    from exported import bench_manifest
 
-        args.manifest = str(export_test_manifest(args.export_test))
-    if not args.manifest:
-        parser.error("--manifest or --export-test is required")
+    args.manifest = bench_manifest(args.manifest, args.export_test, parser)
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     transports = [t.strip() for t in args.transports.split(",")]
     results, switches = [], []
     outputs = [o.strip() for o in args.outputs.split(",")]
+    vis_sizes = [v.strip() for v in args.visualization_size.split(",")]
+    node_runs = [(False, o, v) for o in outputs for v in (vis_sizes if o == "all" else [None])]
     for transport in transports:
         for size in sizes:
-            runs = [] if args.no_echo else [(True, "labels")]
-            for echo, out in runs + [(False, o) for o in outputs]:
-                r = run_one(args, transport, size, echo, out)
+            runs = [] if args.no_echo else [(True, "labels", None)]
+            for echo, out, vis in runs + node_runs:
+                r = run_one(args, transport, size, echo, out, vis)
                 print(json.dumps(r), flush=True)
                 results.append(r)
         if args.switches:

@@ -324,17 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.qos_probe:
         emit_rows("qos_probe", qos_probe(args.frames), args.json)
         return 0
+    sys.path.insert(0, str(REPO / "tests"))
+    from exported import bench_manifest
+
+    args.manifest = bench_manifest(args.manifest, args.export_test, parser)
     if args.node_large:
         emit_rows("node_large", node_large(args.manifest, Path(args.log_dir), args.node_large, args.frames),
                   args.json)
         return 0
-    if args.export_test:
-        sys.path.insert(0, str(REPO / "tests"))
-        from exported import export_test_manifest
-
-        args.manifest = str(export_test_manifest(args.export_test))
-    if not args.manifest:
-        parser.error("--manifest or --export-test is required")
     width, height = (int(v) for v in args.size.split("x"))
     period = 0.2
     params = {"manifest": args.manifest, "backend": "onnxruntime", "policy": "fixed", "width": 1.0,

@@ -39,6 +39,7 @@ from std_msgs.msg import Float32, String
 from std_srvs.srv import SetBool
 
 from slimseg_ros import params as P
+from slimseg_ros import resize
 from slimseg_ros.backends import Backend, create_backend
 from slimseg_ros.errors import SlimsegError
 from slimseg_ros.image_codec import (
@@ -51,15 +52,7 @@ from slimseg_ros.image_codec import (
 from slimseg_ros.manifest import Manifest
 from slimseg_ros.policy import PARAMETERS, Decision, Observation, WidthPolicy, default_thresholds, make_policy
 from slimseg_ros.qos import LABELS_QOS, LATCHED_QOS, OUTPUT_QOS, RELIABLE_INPUT_QOS, SENSOR_QOS
-from slimseg_ros.resize import (
-    Fit,
-    fit,
-    labels_at_network,
-    labels_to_frame,
-    map_box,
-    map_intrinsics,
-    to_network,
-)
+from slimseg_ros.resize import Fit
 from slimseg_ros.shutdown import ignore_signals, restore_signals, stop_on_signals
 from slimseg_ros.stats import LatencyWindow, RateMeter, SequenceGaps
 from slimseg_ros.visualize import colorize, make_palette, overlay
@@ -146,13 +139,13 @@ def labels_camera_info(
         height, width = geometry.network
     if np.array_equal(affine, np.eye(3)):
         return out
-    k, p = map_intrinsics(info.k, info.p, affine)
+    k, p = resize.map_intrinsics(info.k, info.p, affine)
     out.k, out.p = k.ravel(), p.ravel()
     out.height, out.width = height, width
     roi = copy.copy(info.roi)
     if roi.width and roi.height:  # a zero ROI means the full image: it stays so
         box = (roi.x_offset, roi.y_offset, roi.x_offset + roi.width, roi.y_offset + roi.height)
-        x0, y0, x1, y1 = map_box(box, affine, (height, width))
+        x0, y0, x1, y1 = resize.map_box(box, affine, (height, width))
         roi.x_offset, roi.y_offset, roi.width, roi.height = x0, y0, x1 - x0, y1 - y0
     out.roi = roi
     return out
@@ -668,13 +661,13 @@ class SlimsegNode(LifecycleNode):
             )
             return
         geometry = self._geometry(rgb.shape[:2])
-        network_input = to_network(rgb, geometry, self._pad_value)
+        network_input = resize.to_network(rgb, geometry, self._pad_value)
         t_infer = time.monotonic()
         labels = self.backend.infer(network_input, self.width)  # already at the input size: no resize
         self.lat_infer.add(time.monotonic() - t_infer)
         if not self._output:  # a deactivate gave up waiting for this frame: its publishers are off
             raise SlimsegError("deactivated while this frame was processed: labels not published")
-        self._publish_outputs(frame.msg.header, rgb, geometry, labels)
+        self._publish_outputs(frame.msg.header, rgb, network_input, geometry, labels)
 
         done = time.monotonic()
         self.counters.processed += 1
@@ -693,21 +686,25 @@ class SlimsegNode(LifecycleNode):
         mode = self._values["resize_mode"]
         cached = self._fit
         if cached is None or cached.frame != tuple(frame) or cached.mode != mode:
-            cached = self._fit = fit(frame, self.backend.input_size, mode)
+            cached = self._fit = resize.fit(frame, self.backend.input_size, mode)
         return cached
 
-    def _publish_outputs(self, header: Any, rgb: np.ndarray, geometry: Fit, labels: np.ndarray) -> None:
-        """Labels and camera_info at the frame's or the network's size; colour and overlay at the frame's.
+    def _publish_outputs(
+        self, header: Any, rgb: np.ndarray, network_input: np.ndarray, geometry: Fit, labels: np.ndarray
+    ) -> None:
+        """Labels and camera_info at the frame's or the network's size; colour and overlay, when someone
+        subscribes, at the size `visualization_size` names.
 
-        Each label map is resized once, straight into its message buffer; colours are looked up at the
-        network size and upsampled once (the same pixels as colourising the frame-size labels).
+        Each label map is resized once, straight into its message buffer. Colours are looked up at the
+        network size; at the frame's size they are then upsampled once (the same pixels as colourising the
+        frame-size labels), at the network's the overlay blends them over the image the network saw.
         """
         at_network = self._values["labels_at_network_size"]
         out = self._out["labels"]
         if at_network:
-            out.pixels(geometry.network)[...] = labels_at_network(labels, geometry, self._void)
+            out.pixels(geometry.network)[...] = resize.labels_at_network(labels, geometry, self._void)
         else:
-            labels_to_frame(labels, geometry, self._void, out=out.pixels(geometry.frame))
+            resize.labels_to_frame(labels, geometry, self._void, out=out.pixels(geometry.frame))
         self.pub_labels.publish(out.message(header))
         info = self._camera_info
         if info is not None:
@@ -716,15 +713,21 @@ class SlimsegNode(LifecycleNode):
             self.pub_info.publish(adjusted)
         want_color = self.pub_color.get_subscription_count() > 0
         want_overlay = self.pub_overlay.get_subscription_count() > 0
-        if want_color or want_overlay:
-            shape = (*geometry.frame, 3)
-            color = labels_to_frame(colorize(labels, self.palette), geometry, self._void_color,
+        if not (want_color or want_overlay):
+            return
+        if self._values["visualization_size"] == "network":
+            shape, image = (*geometry.network, 3), network_input
+            color = colorize(resize.labels_at_network(labels, geometry, self._void), self.palette,
+                             out=self._out["color"].pixels(shape))
+        else:
+            shape, image = (*geometry.frame, 3), rgb
+            color = resize.labels_to_frame(colorize(labels, self.palette), geometry, self._void_color,
                                     out=self._out["color"].pixels(shape))
-            if want_color:
-                self.pub_color.publish(self._out["color"].message(header))
-            if want_overlay:
-                overlay(rgb, color, self._values["overlay_alpha"], out=self._out["overlay"].pixels(shape))
-                self.pub_overlay.publish(self._out["overlay"].message(header))
+        if want_color:
+            self.pub_color.publish(self._out["color"].message(header))
+        if want_overlay:
+            overlay(image, color, self._values["overlay_alpha"], out=self._out["overlay"].pixels(shape))
+            self.pub_overlay.publish(self._out["overlay"].message(header))
 
     def _apply(self, decision: Decision) -> None:
         """Adopt the policy's width for the next frame; log and latch every switch with its reason."""

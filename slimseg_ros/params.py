@@ -19,6 +19,7 @@ from slimseg_ros.errors import SlimsegError
 from slimseg_ros.manifest import same_width
 from slimseg_ros.policy_params import ROW_BY_NODE, ROWS, Bound, check_together, coerce_value
 from slimseg_ros.resize import RESIZE_MODES
+from slimseg_ros.visualize import VISUALIZATION_SIZES
 
 NODE_NAME = "slimseg_node"
 BACKENDS = NODE_BACKENDS
@@ -70,6 +71,11 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("resize_mode", str, f"how frames fit the network input: {' | '.join(RESIZE_MODES)}"),
     ParamSpec("labels_at_network_size", bool, "publish labels at the network input size, camera_info scaled"),
     ParamSpec("overlay_alpha", float, "weight of the colour mask in ~/overlay (0..1)"),
+    ParamSpec(
+        "visualization_size", str,
+        f"resolution of ~/color and ~/overlay: {' | '.join(VISUALIZATION_SIZES)} (the network's input or "
+        "the frame's)",
+    ),
     ParamSpec("diagnostics_period_s", float, "period of /diagnostics (s)", read_only=True),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -202,7 +208,10 @@ def check_node_param(name: str, value: Any) -> Any:
     value = coerce(name, value)
     if name in ROW_BY_NODE:
         return ROW_BY_NODE[name].check(value)
-    choices = {"backend": BACKENDS, "policy": POLICIES, "resize_mode": RESIZE_MODES}.get(name)
+    choices = {
+        "backend": BACKENDS, "policy": POLICIES, "resize_mode": RESIZE_MODES,
+        "visualization_size": VISUALIZATION_SIZES,
+    }.get(name)
     if choices is not None and value not in choices:
         raise ValueError(f"{name} '{value}' is not one of {', '.join(choices)}")
     if name in NODE_BOUNDS:

@@ -18,6 +18,10 @@ import numpy as np
 from slimseg_ros.errors import SlimsegError
 
 VOID_COLOR = (0, 0, 0)
+# Resolution of the node's ~/color and ~/overlay (parameter visualization_size); the first is the default.
+# network: the network's input size (the image it saw, the labels it gave), a cost that does not grow with
+# the camera; input: the frame's size, pixel-aligned with the camera image.
+VISUALIZATION_SIZES: tuple[str, ...] = ("network", "input")
 
 
 def make_palette(

@@ -7,6 +7,7 @@ BatchNorm non-trivial running statistics, so widths really differ from one anoth
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -152,6 +153,16 @@ def export_test_manifest(out_dir: str | Path, arch: str = "resnet18", height: in
                         keep_logits=keep_logits, checkpoint=stem, log=lambda _msg: None)
     _CACHE[key] = (out_dir, path.read_text())
     return path
+
+
+def bench_manifest(manifest: str | None, export_dir: str | None, parser: argparse.ArgumentParser) -> str:
+    """The manifest a bench script runs on: its --manifest, else the test model exported into --export-test's
+    folder; neither given is a usage error."""
+    if export_dir:
+        return str(export_test_manifest(export_dir))
+    if not manifest:
+        parser.error("--manifest or --export-test is required")
+    return manifest
 
 
 def runtime_export(out_dir: str | Path, height: int = 96, width: int = 128) -> Path:

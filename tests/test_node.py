@@ -224,7 +224,7 @@ def running(manifest, tmp_path_factory, frames):
 
 
 @pytest.mark.slow
-def test_labels_keep_header_and_equal_backend(running, frames, expected) -> None:
+def test_labels_keep_header_and_equal_backend(running, frames, expected, backend) -> None:
     harness, _, _ = running
     info = CameraInfo(width=480, height=360, k=[400.0, 0, 240, 0, 400, 180, 0, 0, 1])
     harness.pub_info.publish(info)
@@ -238,8 +238,11 @@ def test_labels_keep_header_and_equal_backend(running, frames, expected) -> None
         labels = np.frombuffer(msg.data, np.uint8).reshape(360, 480)
         assert np.array_equal(labels, expected(index, 1.0))
         wait_until(lambda k=key: k in harness.colors and k in harness.infos, 5, "colour mask and camera_info")
-        color = np.frombuffer(harness.colors[key].data, np.uint8).reshape(360, 480, 3)
-        assert np.array_equal(color, colorize(labels, palette))
+        # visualization_size network (the default): the network's own labels, coloured at its input size
+        small = backend.infer(cv2.resize(frames[index], (128, 96), interpolation=cv2.INTER_LINEAR), 1.0)
+        assert (harness.colors[key].height, harness.colors[key].width) == (96, 128)
+        color = np.frombuffer(harness.colors[key].data, np.uint8).reshape(96, 128, 3)
+        assert np.array_equal(color, colorize(small, palette))
         assert harness.infos[key].header.frame_id == msg.header.frame_id
         assert list(harness.infos[key].k) == list(info.k)
 
@@ -376,7 +379,9 @@ def test_labels_at_network_size_scale_camera_info(running, frames, backend) -> N
 
 
 @pytest.mark.slow
-def test_overlay_published_once_subscribed(running, frames, expected) -> None:
+def test_overlay_published_once_subscribed(running, frames, expected, backend) -> None:
+    """At the network's size (default) the overlay blends over the image the network saw; at the input's
+    size over the frame, the colours upsampled."""
     harness, _, _ = running
     overlays: dict[tuple[int, int], Image] = {}
     sub = harness.node.create_subscription(
@@ -395,10 +400,21 @@ def test_overlay_published_once_subscribed(running, frames, expected) -> None:
                 break
         assert key in overlays, "no overlay although subscribed"
         palette = make_palette(harness.class_info["classes"])
+        seen = cv2.resize(frames[0], (128, 96), interpolation=cv2.INTER_LINEAR)
+        want = overlay(seen, colorize(backend.infer(seen, 1.0), palette), 0.5)
+        assert (overlays[key].height, overlays[key].width, overlays[key].encoding) == (96, 128, "rgb8")
+        assert np.array_equal(np.frombuffer(overlays[key].data, np.uint8).reshape(96, 128, 3), want)
+
+        ok, reason = harness.set_param("visualization_size", "input")
+        assert ok, reason
+        key = harness.send(frames[0])
+        wait_until(lambda: key in overlays, 5, "overlay at the input's size")
         want = overlay(frames[0], colorize(expected(0, 1.0), palette), 0.5)
         assert np.array_equal(np.frombuffer(overlays[key].data, np.uint8).reshape(360, 480, 3), want)
     finally:
         harness.node.destroy_subscription(sub)
+        ok, reason = harness.set_param("visualization_size", "network")
+        assert ok, reason
 
 
 @pytest.mark.slow
@@ -495,8 +511,9 @@ def test_resize_modes_map_labels_and_camera_info_back(running, frames, backend, 
     info = CameraInfo(width=480, height=270, k=[500.0, 0, 250, 0, 500, 130, 0, 0, 1])
     info.p = [500.0, 0, 250, 0, 0, 500, 130, 0, 0, 0, 1, 0]
     harness.pub_info.publish(info)
-    ok, reason = harness.set_param("resize_mode", mode)
-    assert ok, reason
+    for name, value in (("resize_mode", mode), ("visualization_size", "input")):
+        ok, reason = harness.set_param(name, value)
+        assert ok, reason
     void = harness.class_info["ignore_index"]
     palette = make_palette(harness.class_info["classes"])
     geometry = fit((270, 480), (96, 128), mode)
@@ -521,12 +538,16 @@ def test_resize_modes_map_labels_and_camera_info_back(running, frames, backend, 
         assert np.array_equal(color, colorize(labels, palette))
         assert list(harness.infos[key].k) == list(info.k) and harness.infos[key].width == 480
 
-        ok, reason = harness.set_param("labels_at_network_size", True)
-        assert ok, reason
+        for name, value in (("labels_at_network_size", True), ("visualization_size", "network")):
+            ok, reason = harness.set_param(name, value)
+            assert ok, reason
         key = harness.send(wide)
         msg = harness.wait_labels(key)
         assert (msg.height, msg.width) == (96, 128)
         small = np.frombuffer(msg.data, np.uint8).reshape(96, 128)
+        wait_until(lambda: key in harness.colors, 5, "colour at the network's size")
+        color = np.frombuffer(harness.colors[key].data, np.uint8).reshape(96, 128, 3)
+        assert np.array_equal(color, colorize(small, palette))  # letterbox padding: the void colour
         if mode == "letterbox":
             assert (small[:12] == void).all() and (small[84:] == void).all()
             assert np.array_equal(small[12:84], network_labels[12:84])
@@ -544,7 +565,8 @@ def test_resize_modes_map_labels_and_camera_info_back(running, frames, backend, 
         assert list(mapped.k) == pytest.approx([fx, 0, cx, 0, fy, cy, 0, 0, 1])
         assert list(mapped.p) == pytest.approx([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0])
     finally:
-        for name, value in (("labels_at_network_size", False), ("resize_mode", "stretch")):
+        for name, value in (("labels_at_network_size", False), ("resize_mode", "stretch"),
+                            ("visualization_size", "network")):
             ok, reason = harness.set_param(name, value)
             assert ok, reason
 

@@ -14,6 +14,7 @@ import pytest
 
 from slimseg_ros import params as P
 from slimseg_ros.policy_params import ROWS
+from slimseg_ros.visualize import VISUALIZATION_SIZES
 
 DEFAULTS = P.load_defaults()
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
@@ -30,6 +31,7 @@ INVALID = [
     ("battery_thresholds", [0.0, 0.4, 0.6]), ("battery_thresholds", [0.2, 0.4, 1.5]),
     ("charging_stable_s", -1.0), ("width", 0.0), ("width", 1.5), ("max_input_pixels", 0),
     ("threads", -1), ("overlay_alpha", 2.0), ("diagnostics_period_s", 0.0),
+    ("visualization_size", "camera"), ("visualization_size", 1),
 ]
 
 
@@ -39,6 +41,11 @@ def test_double_arrays_from_rclpy_are_accepted() -> None:
     assert P.check_node_param("battery_thresholds", value) == [0.1, 0.5, 0.9]
     with pytest.raises(ValueError, match=r"battery_thresholds = 1.5 is out of range \(0, 1\)"):
         P.check_node_param("battery_thresholds", array.array("d", [0.1, 0.5, 1.5]))
+
+
+@pytest.mark.parametrize("size", VISUALIZATION_SIZES)
+def test_every_visualization_size_is_accepted(size: str) -> None:
+    assert P.check_node_param("visualization_size", size) == size
 
 
 @pytest.mark.parametrize(("name", "value"), INVALID)
