@@ -58,6 +58,17 @@ SCHEMES: dict[str, dict[str, Any]] = {
 }
 DEFAULT_SCHEME = next(iter(SCHEMES))
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# calibration name -> (onnxruntime CalibrationMethod, extra options); the first is the default
+CALIBRATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "minmax": ("MinMax", {}),
+    "percentile": ("Percentile", {"CalibPercentile": 99.99}),
+}
+DEFAULT_CALIBRATION = next(iter(CALIBRATIONS))
+
+
+def is_depthwise(node: Any) -> bool:
+    """A grouped Conv (EfficientNet-Lite's depthwise 3x3/5x5): the layers INT8 hurts most here."""
+    return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
 
 
 def split_frames(data: str | Path, split: str, size: tuple[int, int], count: int | None = None
@@ -105,8 +116,13 @@ class _Frames:
         return next(self._items, None)
 
 
-def quantize_graph(fp32: Path, int8: Path, frames: list[np.ndarray], scheme: str = DEFAULT_SCHEME) -> Path:
-    """Write the static QDQ INT8 version of one width's graph, calibrated (min/max) on `frames`."""
+def quantize_graph(fp32: Path, int8: Path, frames: list[np.ndarray], scheme: str = DEFAULT_SCHEME,
+                   calibration: str = DEFAULT_CALIBRATION, depthwise_fp32: bool = False) -> Path:
+    """Write the static QDQ INT8 version of one width's graph, calibrated on `frames`.
+
+    `calibration` and `depthwise_fp32` are the knobs scripts/int8_sensitivity.py measures; the export uses
+    the defaults (min/max, depthwise convs quantised).
+    """
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -114,22 +130,28 @@ def quantize_graph(fp32: Path, int8: Path, frames: list[np.ndarray], scheme: str
 
     if scheme not in SCHEMES:
         raise SlimsegError(f"unknown INT8 scheme {scheme!r}", f"use one of {', '.join(SCHEMES)}")
+    if calibration not in CALIBRATIONS:
+        raise SlimsegError(f"unknown calibration {calibration!r}", f"use one of {', '.join(CALIBRATIONS)}")
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared))  # shape inference + folding, as the quantiser expects
         nodes = onnx.load(str(prepared)).graph.node
         convs = [n.name for n in nodes if n.op_type == "Conv"]
         keep_fp32 = [n.name for n in nodes if not n.name.startswith(ENCODER)] + convs[:1]  # head, stem
+        if depthwise_fp32:
+            keep_fp32 += [n.name for n in nodes if is_depthwise(n)]
         if not any(n.name.startswith(ENCODER) for n in nodes):
             raise SlimsegError(f"{fp32}: no node named {ENCODER}*", "export the graph with `slimseg export`")
         session = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
         settings = SCHEMES[scheme]
+        method, calibration_options = CALIBRATIONS[calibration]
         quantize_static(
             str(prepared), str(int8), _Frames(input_name, frames), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=keep_fp32, per_channel=True,
             activation_type=getattr(QuantType, settings["activation_type"]), weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax, extra_options=dict(settings["extra_options"]),
+            calibrate_method=getattr(CalibrationMethod, method),
+            extra_options={**settings["extra_options"], **calibration_options},
         )
     model = onnx.load(str(int8))
     used = {n.domain for n in model.graph.node}  # the optimiser declares its private domains; none is used

@@ -191,3 +191,25 @@ def test_export_int8_auto_needs_data_and_a_plain_export_is_fp32(export) -> None:
         E.run(args)
     manifest = Manifest.load(export)
     assert [manifest.precision(w) for w in manifest.widths] == ["fp32"] * len(manifest.widths)
+
+
+def test_sensitivity_knobs_keep_depthwise_convs_fp32_and_name_the_calibrations(calibration, tmp_path):
+    """The knobs scripts/int8_sensitivity.py measures: `depthwise_fp32` leaves every grouped conv with a float
+    weight while the pointwise convs stay quantised; a percentile range still writes a graph
+    TensorRT takes; an unknown calibration is refused with the known ones."""
+    if not (DATA / "train").is_dir():
+        pytest.skip(f"CamVid not found at {DATA} (set SLIMSEG_DATA)")
+    manifest = Manifest.load(export_test_manifest(tmp_path / "mnv2", arch="mobilenetv2", height=H, width=W))
+    fp32 = manifest.verify(1.0)
+    model = onnx.load(str(Q.quantize_graph(fp32, tmp_path / "dw.onnx", calibration, depthwise_fp32=True,
+                                           calibration="percentile")))
+    produced = {o: n.op_type for n in model.graph.node for o in n.output}
+    encoder_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith(Q.ENCODER)]
+    depthwise = [n for n in encoder_convs if Q.is_depthwise(n)]
+    assert depthwise, "the test model must have depthwise convs"
+    for conv in depthwise:  # its input may be a quantised Clip output; weight and output float
+        assert produced.get(conv.input[1]) != "DequantizeLinear", conv.name
+    assert any(produced.get(c.input[1]) == "DequantizeLinear" for c in encoder_convs if not Q.is_depthwise(c))
+    assert Q.tensorrt_qdq_problems(model) == []
+    with pytest.raises(SlimsegError, match="unknown calibration 'kl'.*minmax, percentile"):
+        Q.quantize_graph(fp32, tmp_path / "x.onnx", calibration, calibration="kl")
