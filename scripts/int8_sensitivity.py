@@ -60,13 +60,15 @@ def main() -> None:
     parser.add_argument("--manifest", required=True, type=Path, help="an fp32 export (slimseg export)")
     parser.add_argument("--data", required=True, help="the CamVid folder")
     parser.add_argument("--dev-frames", type=int, default=24, help="dev frames judged (evenly spread)")
+    parser.add_argument("--split", default=Q.DEV_SPLIT,
+                        help=f"split judged (default {Q.DEV_SPLIT}, the dusk sequence; e.g. test:0001TP)")
     parser.add_argument("--rounds", type=int, default=15, help="timed runs of each graph")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     args = parser.parse_args()
     manifest = Manifest.load(args.manifest)
     calib = Q.calibration_frames(args.data, manifest.input_size)
-    images, targets = Q.split_frames(args.data, Q.DEV_SPLIT, manifest.input_size, args.dev_frames)
-    print(f"calibration: {Q.CALIBRATION_SPLIT}, {len(calib)} frames; judged on {len(images)} {Q.DEV_SPLIT} "
+    images, targets = Q.split_frames(args.data, args.split, manifest.input_size, args.dev_frames)
+    print(f"calibration: {Q.CALIBRATION_SPLIT}, {len(calib)} frames; judged on {len(images)} {args.split} "
           "frames; onnxruntime CPU, 1 thread")
     print("| variant | width | agreement % | mIoU delta (points) | int8 / fp32 p50 |")
     print("|---|---|---|---|---|")
