@@ -3,7 +3,8 @@
 `slimseg export --int8 auto` keeps INT8 only where labels agree with fp32 on >= 99 % of dev pixels. On the
 shipped Lite0 weights no width reached that (docs/bench.md). This script asks why: is it the calibration
 range (min/max against a percentile), or the depthwise convs (kept fp32)? It prints, per variant and width,
-the agreement and mIoU delta on the dev split and the INT8/fp32 p50 ratio (1 thread, interleaved).
+the agreement and mIoU delta on the dev split and the INT8/fp32 p50 ratio (1 thread, on one frame,
+interleaved by engines/bench.measure_grid).
 
     python scripts/int8_sensitivity.py --manifest /tmp/i8/lite0_480/manifest.yaml \
         --data ../shared/data/camvid --dev-frames 24
@@ -14,13 +15,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from slimseg_ros.engines import quantize as Q
+from slimseg_ros.engines.bench import measure_grid
 from slimseg_ros.manifest import Manifest
 
 # variant -> quantize_graph keywords
@@ -44,17 +45,6 @@ class _Session:
         return self.session.run(None, {self.name: image[None]})[0][0]
 
 
-def p50_ratio(fp32: _Session, int8: _Session, image: np.ndarray, rounds: int) -> float:
-    """INT8 p50 / fp32 p50, the two timed alternately on one frame."""
-    times: dict[int, list[float]] = {0: [], 1: []}
-    for _ in range(rounds):
-        for k, session in enumerate((fp32, int8)):
-            start = time.perf_counter()
-            session.infer(image)
-            times[k].append(time.perf_counter() - start)
-    return statistics.median(times[1]) / statistics.median(times[0])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", required=True, type=Path, help="an fp32 export (slimseg export)")
@@ -72,15 +62,18 @@ def main() -> None:
           "frames; onnxruntime CPU, 1 thread")
     print("| variant | width | agreement % | mIoU delta (points) | int8 / fp32 p50 |")
     print("|---|---|---|---|---|")
+    fp32 = {w: _Session(manifest.verify(w)) for w in manifest.widths}
     for variant in args.variants.split(","):
         for w in manifest.widths:
-            fp32_path = manifest.verify(w)
             with tempfile.TemporaryDirectory() as tmp:
-                int8_path = Q.quantize_graph(fp32_path, Path(tmp) / "int8.onnx", calib, **VARIANTS[variant])
-                fp32, int8 = _Session(fp32_path), _Session(int8_path)
-                acc = Q.accuracy(fp32, int8, [w], images, targets, manifest.num_classes,
+                int8_path = Q.quantize_graph(manifest.verify(w), Path(tmp) / "int8.onnx", calib,
+                                             **VARIANTS[variant])
+                int8 = _Session(int8_path)
+                acc = Q.accuracy(fp32[w], int8, [w], images, targets, manifest.num_classes,
                                  manifest.ignore_index)[w]
-                ratio = p50_ratio(fp32, int8, images[0], args.rounds)
+                runners = {"fp32": fp32[w].infer, "int8": int8.infer}
+                wall = measure_grid(runners, images[:1], args.rounds, warmup=1)
+            ratio = statistics.median(wall["int8"]["wall"]) / statistics.median(wall["fp32"]["wall"])
             print(f"| {variant} | {w:g} | {100 * acc['agreement']:.2f} | {100 * acc['miou_delta']:+.2f} "
                   f"| {ratio:.2f} |", flush=True)
 
