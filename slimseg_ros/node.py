@@ -701,8 +701,10 @@ class SlimsegNode(LifecycleNode):
         """
         at_network = self._values["labels_at_network_size"]
         out = self._out["labels"]
+        network_labels = None  # the labels at the network's size, made once for ~/labels and ~/color
         if at_network:
-            out.pixels(geometry.network)[...] = resize.labels_at_network(labels, geometry, self._void)
+            network_labels = out.pixels(geometry.network)
+            network_labels[...] = resize.labels_at_network(labels, geometry, self._void)
         else:
             resize.labels_to_frame(labels, geometry, self._void, out=out.pixels(geometry.frame))
         self.pub_labels.publish(out.message(header))
@@ -717,12 +719,13 @@ class SlimsegNode(LifecycleNode):
             return
         if self._values["visualization_size"] == "network":
             shape, image = (*geometry.network, 3), network_input
-            color = colorize(resize.labels_at_network(labels, geometry, self._void), self.palette,
-                             out=self._out["color"].pixels(shape))
+            if network_labels is None:
+                network_labels = resize.labels_at_network(labels, geometry, self._void)
+            color = colorize(network_labels, self.palette, out=self._out["color"].pixels(shape))
         else:
             shape, image = (*geometry.frame, 3), rgb
             color = resize.labels_to_frame(colorize(labels, self.palette), geometry, self._void_color,
-                                    out=self._out["color"].pixels(shape))
+                                           out=self._out["color"].pixels(shape))
         if want_color:
             self.pub_color.publish(self._out["color"].message(header))
         if want_overlay:
